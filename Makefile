@@ -1,0 +1,40 @@
+# Tradebot: `make run` (the dev environment) and `make test` (the test suite).
+# Both set up what they need: the venv, pinned requirements, PostgreSQL and Redis.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+REQS   := requirements/base.txt requirements/dev.txt requirements/embedded.txt
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint bench stop services clean-var
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+$(STAMP): $(REQS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt -r requirements/embedded.txt
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create the venv and install the pinned requirements
+
+run: venv ## the dev environment: services, migrate, admin, web + workers + beat + engine
+	ENVIRONMENT=dev $(PY) scripts/services.py run -- $(PY) scripts/dev.py
+
+test: venv ## the test suite against real PostgreSQL and Redis (PYTEST_ARGS=... to narrow)
+	ENVIRONMENT=test $(PY) scripts/services.py test -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff
+	$(VENV)/bin/ruff check .
+
+bench: venv ## benchmarks (figures printed, compared with a baseline in the same run)
+	$(PY) bench/backtest.py
+	ENVIRONMENT=test $(PY) scripts/services.py test -- $(PY) bench/decision_latency.py
+
+stop: ## stop the embedded PostgreSQL and Redis started by make run / make test
+	@test -x $(PY) && $(PY) scripts/services.py stop || true
+
+clean-var: stop ## delete the embedded servers' data and dev state in var/
+	rm -rf var

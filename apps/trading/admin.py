@@ -1,0 +1,50 @@
+from django.contrib import admin
+
+from apps.trading.models import Account, EquitySnapshot, Fill, Order, Position
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ("name", "broker", "currency", "cash", "realized_pnl", "fees_paid", "peak_equity")
+    readonly_fields = ("cash", "realized_pnl", "fees_paid", "peak_equity", "created_at")
+
+
+class ReadOnlyMixin:
+    """Orders, fills and positions change through services only (state machine, exactly-once fills)."""
+
+    def has_add_permission(self, request, obj=None):  # noqa: ANN001, ANN201
+        return False
+
+    def has_change_permission(self, request, obj=None):  # noqa: ANN001, ANN201
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # noqa: ANN001, ANN201
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("created_at", "client_order_id", "account", "instrument", "side", "order_type",
+                    "quantity", "status", "filled_quantity", "avg_fill_price", "fees")
+    list_filter = ("status", "side", "account", "instrument")
+    search_fields = ("client_order_id", "broker_order_id")
+    date_hierarchy = "created_at"
+
+
+@admin.register(Fill)
+class FillAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("ts", "trade_id", "account", "order", "side", "quantity", "price", "fee", "realized_pnl")
+    list_filter = ("account", "side")
+    search_fields = ("trade_id", "order__client_order_id")
+
+
+@admin.register(Position)
+class PositionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("account", "instrument", "quantity", "avg_price", "last_price", "realized_pnl", "fees")
+
+
+@admin.register(EquitySnapshot)
+class EquitySnapshotAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("ts", "account", "equity", "cash", "realized_pnl", "unrealized_pnl", "drawdown")
+    list_filter = ("account",)
+    date_hierarchy = "ts"

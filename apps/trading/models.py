@@ -1,0 +1,148 @@
+"""Accounts, orders, fills, positions and equity: thin ORM around apps.trading.domain.
+
+Fields we own (intent) and fields the broker reports are kept apart:
+``client_order_id`` is ours and unique in the database (the idempotency key of
+every send), ``broker_order_id`` and ``Fill.trade_id`` come from the broker.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+
+from apps.core.fields import MoneyField, PriceField, QuantityField
+from apps.trading.domain.orders import OrderStatus as DomainOrderStatus
+
+ORDER_STATUS_CHOICES = [(s.value, s.value) for s in DomainOrderStatus]
+
+
+class Broker(models.TextChoices):
+    PAPER = "paper", "paper simulator"
+    KRAKEN = "kraken", "Kraken"
+    IBKR = "ibkr", "Interactive Brokers"
+
+
+class Account(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+    broker = models.CharField(max_length=16, choices=Broker.choices, default=Broker.PAPER)
+    currency = models.CharField(max_length=16, default="USD")
+    starting_cash = MoneyField()
+    cash = MoneyField(help_text="cash balance in the account currency")
+    fees_paid = MoneyField(default=Decimal(0))
+    realized_pnl = MoneyField(default=Decimal(0))
+    peak_equity = MoneyField(help_text="highest equity marked so far (drawdown reference)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Order(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
+    instrument = models.ForeignKey("marketdata.Instrument", on_delete=models.PROTECT, related_name="orders")
+    client_order_id = models.CharField(max_length=64, unique=True)
+    broker_order_id = models.CharField(max_length=64, null=True, blank=True)
+    side = models.CharField(max_length=4, choices=[("buy", "buy"), ("sell", "sell")])
+    order_type = models.CharField(max_length=8, choices=[("market", "market"), ("limit", "limit")])
+    quantity = QuantityField()
+    limit_price = PriceField(null=True, blank=True)
+    decision_price = PriceField(null=True, blank=True, help_text="price the decision was made at")
+    reduce_only = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=ORDER_STATUS_CHOICES, db_index=True)
+    filled_quantity = QuantityField(default=Decimal(0))
+    avg_fill_price = PriceField(null=True, blank=True)
+    fees = MoneyField(default=Decimal(0))
+    status_reason = models.TextField(blank=True, default="")
+    decision_bar_ts = models.DateTimeField(null=True, blank=True, help_text="bar the decision was made on")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "broker_order_id"],
+                condition=models.Q(broker_order_id__isnull=False),
+                name="order_broker_id_unique_per_account",
+            ),
+            models.CheckConstraint(condition=models.Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=models.Q(filled_quantity__gte=0) & models.Q(filled_quantity__lte=models.F("quantity")),
+                name="order_filled_within_quantity",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_order_id} {self.side} {self.quantity} {self.instrument_id} {self.status}"
+
+
+class Fill(models.Model):
+    """A broker execution, applied exactly once: (account, trade_id) is unique."""
+
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="fills")
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    trade_id = models.CharField(max_length=96)
+    side = models.CharField(max_length=4)
+    quantity = QuantityField()
+    price = PriceField()
+    fee = MoneyField()
+    realized_pnl = MoneyField(default=Decimal(0), help_text="realized by this fill, before fees")
+    ts = models.DateTimeField(help_text="execution time reported by the broker")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-ts", "-id")
+        constraints = [
+            models.UniqueConstraint(fields=["account", "trade_id"], name="fill_trade_id_unique_per_account"),
+            models.CheckConstraint(condition=models.Q(quantity__gt=0), name="fill_quantity_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trade_id} {self.side} {self.quantity} @ {self.price}"
+
+
+class Position(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="positions")
+    instrument = models.ForeignKey("marketdata.Instrument", on_delete=models.PROTECT, related_name="positions")
+    quantity = QuantityField(default=Decimal(0), help_text="signed: negative is short")
+    avg_price = PriceField(default=Decimal(0))
+    realized_pnl = MoneyField(default=Decimal(0))
+    fees = MoneyField(default=Decimal(0))
+    last_price = PriceField(null=True, blank=True, help_text="last mark")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("account_id", "instrument_id")
+        constraints = [
+            models.UniqueConstraint(fields=["account", "instrument"], name="position_unique_per_instrument"),
+        ]
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        if self.last_price is None or not self.quantity:
+            return Decimal(0)
+        return (self.last_price - self.avg_price) * self.quantity
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.instrument_id} {self.quantity}"
+
+
+class EquitySnapshot(models.Model):
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="equity_snapshots")
+    ts = models.DateTimeField(help_text="market time the snapshot marks (bar time in replay)")
+    created_at = models.DateTimeField(auto_now_add=True)
+    equity = MoneyField()
+    cash = MoneyField()
+    realized_pnl = MoneyField()
+    unrealized_pnl = MoneyField()
+    fees = MoneyField()
+    drawdown = models.DecimalField(max_digits=12, decimal_places=8, help_text="fraction of the peak")
+
+    class Meta:
+        ordering = ("account_id", "-ts", "-id")
+        indexes = [models.Index(fields=["account", "-ts"])]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.ts:%Y-%m-%d %H:%M} {self.equity}"

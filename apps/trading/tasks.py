@@ -1,0 +1,31 @@
+"""Celery interfaces of trading: fetch by id, call the service, decide retry.
+
+``order_send`` is safe to run twice (the service sends only an INITIALIZED order,
+under its row lock), so it takes late acks: a worker that dies mid-task gets the
+message redelivered and the redelivery sends nothing twice. No ETA/countdown on
+order tasks (a delayed order is a different decision), and an expiry so a
+backlogged queue never sends stale orders.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from apps.core.queues import CeleryQueue
+
+ORDER_TASK_EXPIRES_SECONDS = 60
+
+
+@shared_task(
+    name="trading.order_send",
+    queue=CeleryQueue.EXECUTION.value,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    expires=ORDER_TASK_EXPIRES_SECONDS,
+    ignore_result=True,
+)
+def order_send(order_id: int) -> str:
+    from apps.trading.services import order_send as order_send_service
+
+    order = order_send_service(order_id=order_id)
+    return order.status

@@ -1,0 +1,84 @@
+"""Which environment we run in, and where its configuration comes from.
+
+Configuration is read from the OS environment and from ``config/.env.<ENVIRONMENT>``
+(OS environment wins). In dev and test, ``var/services.env`` (written by
+``scripts/services.py`` when it starts the embedded PostgreSQL and Redis) fills
+whatever is still missing. Only ``config/.env.*.example`` files are committed.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    STAGING = "staging"
+    PROD = "prod"
+
+    @property
+    def is_deployed(self) -> bool:
+        return self in (Environment.STAGING, Environment.PROD)
+
+
+SETTINGS_MODULES = {
+    Environment.DEV: "tradebot.settings.dev",
+    Environment.TEST: "tradebot.settings.test",
+    Environment.STAGING: "tradebot.settings.deployed",
+    Environment.PROD: "tradebot.settings.deployed",
+}
+
+
+def current_environment() -> Environment:
+    raw = os.environ.get("ENVIRONMENT", "dev").strip().lower()
+    try:
+        return Environment(raw)
+    except ValueError:
+        allowed = ", ".join(e.value for e in Environment)
+        raise ImproperlyConfigured(
+            f"ENVIRONMENT={raw!r} is not one of {allowed}: set ENVIRONMENT to one of them"
+        ) from None
+
+
+def env_file_for(environment: Environment) -> Path:
+    """The env file of an environment; ``ENV_FILE`` overrides the default location."""
+    override = os.environ.get("ENV_FILE")
+    return Path(override) if override else BASE_DIR / "config" / f".env.{environment.value}"
+
+
+def load_env_files(environment: Environment) -> Path | None:
+    """Load the environment's env file (and the dev services file) under the OS environment.
+
+    Returns the env file path when one was read, so that deployed settings can
+    check its permissions.
+    """
+    path = env_file_for(environment)
+    loaded = None
+    if path.is_file():
+        # read_env uses setdefault semantics: a variable already in os.environ wins.
+        environ.Env.read_env(str(path), overwrite=False)
+        loaded = path
+    if not environment.is_deployed:
+        services = BASE_DIR / "var" / "services.env"
+        if services.is_file():
+            environ.Env.read_env(str(services), overwrite=False)
+    return loaded
+
+
+def default_settings_module() -> str:
+    return SETTINGS_MODULES[current_environment()]
+
+
+def setup_settings_module() -> None:
+    """Used by manage.py, asgi.py and celery.py: an explicit DJANGO_SETTINGS_MODULE wins."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", default_settings_module())

@@ -1,0 +1,40 @@
+"""staging and prod share this module; they differ only by their env values.
+
+Secrets have no defaults here, and the configuration is validated before
+anything starts (tradebot/settings/validation.py).
+"""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from tradebot.settings.validation import DeployedConfig, problems
+
+from .base import *  # noqa: F403
+from .base import ALLOWED_HOSTS, DEBUG, ENV_FILE_LOADED, ENVIRONMENT, SECRET_KEY, env
+
+_problems = problems(
+    DeployedConfig(
+        environment=ENVIRONMENT.value,
+        debug=DEBUG,
+        secret_key=SECRET_KEY,
+        database_url=env.str("DATABASE_URL", default=""),
+        allowed_hosts=list(ALLOWED_HOSTS),
+        env_file=ENV_FILE_LOADED,
+    )
+)
+if _problems:
+    raise ImproperlyConfigured(
+        f"refusing to start in {ENVIRONMENT.value}: " + "; ".join(_problems)
+    )
+
+# nginx terminates TLS in front of the app (docker/nginx).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"

@@ -1,0 +1,78 @@
+"""Start-up validation of a deployed (staging or prod) configuration.
+
+Pure function over plain values so that every refusal is unit tested; the
+deployed settings module calls it and refuses to start on any problem.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+# Values that are documented placeholders or well-known defaults.
+DEFAULT_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "xxx", "password", "django-insecure", "replace-me"}
+)
+DEFAULT_DB_PASSWORDS = frozenset(
+    {"", "postgres", "password", "changeme", "change-me", "secret", "tradebot", "admin", "xxx"}
+)
+MIN_SECRET_LENGTH = 50
+
+
+@dataclass(frozen=True)
+class DeployedConfig:
+    environment: str
+    debug: bool
+    secret_key: str
+    database_url: str
+    allowed_hosts: list[str]
+    env_file: Path | None
+
+
+def problems(config: DeployedConfig) -> list[str]:
+    """Every problem with a deployed configuration, each naming the fix."""
+    found: list[str] = []
+    where = str(config.env_file) if config.env_file else f"config/.env.{config.environment}"
+    if config.debug:
+        found.append(f"DEBUG is on in {config.environment}: set DJANGO_DEBUG=false in {where}")
+    key = config.secret_key
+    if not key:
+        found.append(
+            f"DJANGO_SECRET_KEY is missing: generate one with "
+            f"`python -c 'import secrets; print(secrets.token_urlsafe(64))'` and set it in {where}"
+        )
+    elif (
+        key.lower() in DEFAULT_SECRETS
+        or key.startswith("django-insecure")
+        or len(key) < MIN_SECRET_LENGTH
+        or len(set(key)) < 5
+    ):
+        found.append(
+            f"DJANGO_SECRET_KEY is a default or weak value (need {MIN_SECRET_LENGTH}+ random "
+            f"characters): generate one with "
+            f"`python -c 'import secrets; print(secrets.token_urlsafe(64))'` and set it in {where}"
+        )
+    if not config.database_url:
+        found.append(f"DATABASE_URL is missing: set it in {where}")
+    else:
+        password = urlsplit(config.database_url).password or ""
+        if password.lower() in DEFAULT_DB_PASSWORDS:
+            found.append(
+                "DATABASE_URL has no password or a default one: create a strong password for "
+                f"the database user and put it in DATABASE_URL in {where}"
+            )
+    if not config.allowed_hosts or "*" in config.allowed_hosts:
+        found.append(
+            f"DJANGO_ALLOWED_HOSTS must list the server's host names (not empty, not '*'): "
+            f"set it in {where}"
+        )
+    if config.env_file is not None and config.env_file.exists():
+        mode = stat.S_IMODE(config.env_file.stat().st_mode)
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            found.append(
+                f"{config.env_file} is readable by group or others (mode {mode:04o}): "
+                f"run `chmod 600 {config.env_file}`"
+            )
+    return found
