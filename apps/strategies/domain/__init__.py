@@ -1,0 +1,1 @@
+"""Pure strategy core: signals, the strategy interface, sizing. No Django imports."""
