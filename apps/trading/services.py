@@ -216,6 +216,8 @@ def order_send(*, order_id: int) -> Order:
     venue = venue_for(order.account)
     try:
         ack = venue.submit(order)
+        audit_record(actor="execution", action="order.sent", target=order.client_order_id,
+                     data={"venue": venue.name, "broker_order_id": ack.broker_order_id})
     except VenueRejected as exc:
         with transaction.atomic():
             order = Order.objects.select_for_update().get(pk=order_id)
