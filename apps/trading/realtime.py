@@ -40,6 +40,7 @@ def position_payload(position: Position) -> dict[str, Any]:
 def decision_payload(decision: DecisionLog) -> dict[str, Any]:
     return {
         "id": decision.pk,
+        "account": decision.account,
         "created_at": decision.created_at,
         "bar_ts": decision.bar_ts,
         "instrument": decision.instrument,

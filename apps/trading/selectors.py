@@ -12,7 +12,7 @@ from apps.marketdata.models import FeedStatus
 from apps.marketdata.services import feed_payload
 from apps.risk.services import system_state_get
 from apps.trading import realtime
-from apps.trading.models import Account, EquitySnapshot, Order
+from apps.trading.models import Account, EquitySnapshot, Fill, Order
 
 EQUITY_HISTORY_POINTS = 500
 RECENT = 20
@@ -29,6 +29,7 @@ def overview_snapshot(account_name: str | None = None) -> dict[str, Any]:
         "equity_history": [],
         "positions": [],
         "orders": [],
+        "fills": [],
         "decisions": [
             realtime.decision_payload(d)
             for d in DecisionLog.objects.filter(account=name).order_by("-created_at", "-id")[:RECENT]
@@ -47,6 +48,10 @@ def overview_snapshot(account_name: str | None = None) -> dict[str, Any]:
         snapshot["positions"] = [
             realtime.position_payload(p)
             for p in account.positions.select_related("instrument").order_by("instrument__symbol")
+        ]
+        snapshot["fills"] = [
+            realtime.fill_payload(f, f.order)
+            for f in Fill.objects.filter(account=account).select_related("order__instrument")[:RECENT]
         ]
         snapshot["orders"] = [
             realtime.order_payload(o)

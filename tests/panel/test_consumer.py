@@ -1,0 +1,155 @@
+"""The panel websocket through the real ASGI stack and the real Redis channel layer."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+from django.test import Client
+
+from apps.core.realtime import GROUP_PANEL, broadcast_now
+from apps.panel.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, EVENTS
+from tradebot.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def _close_consumer_db_connections():
+    yield
+    # The auth middleware reads the session in the thread-sensitive executor; with
+    # CONN_MAX_AGE that connection would outlive the test and block the test database drop.
+    await database_sync_to_async(connections.close_all)()
+
+
+def _session_cookie(user) -> tuple[bytes, bytes]:
+    client = Client()
+    client.force_login(user)
+    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+
+@pytest.fixture
+def staff_cookie(admin_user):
+    return _session_cookie(admin_user)
+
+
+@pytest.fixture
+def viewer_cookie(django_user_model):
+    return _session_cookie(django_user_model.objects.create_user("viewer", password="x"))
+
+
+def _communicator(*headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, "/ws/panel/", headers=[ORIGIN, *headers])
+
+
+@pytest.mark.asyncio
+async def test_connect_when_anonymous_then_refused_with_4401():
+    # Arrange
+    communicator = _communicator()
+
+    # Act
+    connected, code = await communicator.connect()
+
+    # Assert
+    assert not connected
+    assert code == CLOSE_UNAUTHENTICATED
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_connect_when_not_staff_then_refused_with_4403(viewer_cookie):
+    # Arrange
+    communicator = _communicator(viewer_cookie)
+
+    # Act
+    connected, code = await communicator.connect()
+
+    # Assert
+    assert not connected
+    assert code == CLOSE_FORBIDDEN
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_connect_when_foreign_origin_then_refused(staff_cookie):
+    # Arrange
+    communicator = WebsocketCommunicator(
+        application, "/ws/panel/", headers=[(b"origin", b"http://evil.example"), staff_cookie]
+    )
+
+    # Act
+    connected, _ = await communicator.connect()
+
+    # Assert
+    assert not connected
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_broadcast_when_staff_connected_then_every_event_reaches_the_socket(staff_cookie):
+    # Arrange
+    communicator = _communicator(staff_cookie)
+    connected, _ = await communicator.connect()
+    assert connected
+    try:
+        for event in EVENTS:
+            payload = {"event": event, "equity": "10123.45000000", "ts": "2024-03-01T10:00:00Z"}
+
+            # Act
+            await sync_to_async(broadcast_now)(GROUP_PANEL, event, payload)
+
+            # Assert
+            message = await communicator.receive_json_from(timeout=5)
+            assert message == {"type": event, "payload": payload}
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_receive_when_browser_sends_anything_then_ignored_and_still_connected(staff_cookie):
+    # Arrange
+    communicator = _communicator(staff_cookie)
+    connected, _ = await communicator.connect()
+    assert connected
+    try:
+        # Act
+        await communicator.send_to(text_data='{"type": "mode.set", "mode": "kill"}')
+        await communicator.send_to(text_data="not json")
+
+        # Assert: nothing comes back, and the socket still gets events.
+        assert await communicator.receive_nothing(timeout=0.3)
+        await sync_to_async(broadcast_now)(GROUP_PANEL, "mode.changed", {"mode": "pause"})
+        message = await communicator.receive_json_from(timeout=5)
+        assert message["payload"] == {"mode": "pause"}
+    finally:
+        await communicator.disconnect()
+
+
+async def _group_members() -> set[bytes]:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    connection = layer.connection(layer.consistent_hash(GROUP_PANEL))
+    return set(await connection.zrange(layer._group_key(GROUP_PANEL), 0, -1))
+
+
+@pytest.mark.asyncio
+async def test_disconnect_then_leaves_the_group(staff_cookie):
+    # Arrange (other test processes may share this Redis: compare, don't expect empty)
+    before = await _group_members()
+    communicator = _communicator(staff_cookie)
+    connected, _ = await communicator.connect()
+    assert connected
+    joined = await _group_members() - before
+    assert len(joined) == 1
+
+    # Act
+    await communicator.disconnect()
+
+    # Assert
+    assert not (await _group_members()) & joined
