@@ -50,9 +50,9 @@ def bars_store(*, bars: Iterable[BarValue], timeframe: str) -> int:
     ids = _instrument_ids(b.instrument for b in bars)
     table = Bar._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMP TABLE _bars_in (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
-        )
+        # Dropped at the end even inside a caller's longer transaction.
+        cursor.execute("DROP TABLE IF EXISTS _bars_in")
+        cursor.execute(f"CREATE TEMP TABLE _bars_in (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
         with cursor.copy(
             "COPY _bars_in (instrument_id, timeframe, ts, open, high, low, close, volume) FROM STDIN"
         ) as copy:
@@ -61,7 +61,9 @@ def bars_store(*, bars: Iterable[BarValue], timeframe: str) -> int:
         cursor.execute(
             f"INSERT INTO {table} SELECT * FROM _bars_in ON CONFLICT DO NOTHING"  # noqa: S608
         )
-        return cursor.rowcount
+        inserted = cursor.rowcount
+        cursor.execute("DROP TABLE _bars_in")
+        return inserted
 
 
 def bar_store(*, bar: BarValue, timeframe: str, instrument_id: int) -> None:

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.core.queues import CeleryQueue
-
 ORDER_TASK_EXPIRES_SECONDS = 60
 
 
 @shared_task(
     name="trading.order_send",
-    queue=CeleryQueue.EXECUTION.value,
     acks_late=True,
     reject_on_worker_lost=True,
     expires=ORDER_TASK_EXPIRES_SECONDS,

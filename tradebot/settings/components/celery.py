@@ -17,6 +17,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_TASK_DEFAULT_QUEUE = CeleryQueue.DEFAULT.value
 CELERY_TASK_QUEUES = tuple(Queue(q.value) for q in CeleryQueue)
+# Routing by task name (the per-task `queue` attribute is deprecated in Celery 5).
+CELERY_TASK_ROUTES = {
+    "trading.order_send": {"queue": CeleryQueue.EXECUTION.value},
+}
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 # Late acks are opt-in per task (only idempotent tasks take them): see apps/trading/tasks.py.
