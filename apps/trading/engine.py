@@ -48,6 +48,7 @@ class Engine:
         self._prices: dict[str, Decimal] = {}
         self._last_snapshot: datetime | None = None
         self._rejected: Counter[str] = Counter()
+        self._stopping = False
 
     def on_reject(self, rejection: Rejection) -> None:
         logger.warning("rejected market data %s line %s: %s (%s)", rejection.source, rejection.line,
@@ -90,9 +91,19 @@ class Engine:
             decision_make(account=self.account, signal=signal, strategy=self.strategy_name,
                           strategy_params=self.strategy_params, stake=self.stake)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self) -> None:
+        """Ask ``run`` to return after the bar in progress (from a signal handler)."""
+        self._stopping = True
+
     def run(self, bars: Iterable[Bar]) -> int:
         count = 0
         for bar in bars:
+            if self._stopping:
+                break
             self.on_bar(bar)
             count += 1
         return count

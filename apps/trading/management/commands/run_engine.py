@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import signal
 import logging
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ class Command(BaseCommand):
             stake=settings.ENGINE_STAKE,
             timeframe=_timeframe_label(paths),
         )
+        # SIGTERM (honcho, docker stop) and Ctrl-C: finish the bar in progress, then stop.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: engine.stop())
         status = FeedStatus.objects.filter(feed=engine.feed_name).first()
         resume_after = status.last_bar_ts if status else None
         loop = settings.REPLAY_LOOP and not options["no_loop"]
@@ -89,10 +93,10 @@ class Command(BaseCommand):
             count = engine.run(bars)
         except MarketDataError as exc:
             raise CommandError(str(exc)) from exc
-        except KeyboardInterrupt:
-            self.stdout.write("engine: stopped")
-            return
-        self.stdout.write(f"engine: end of data after {count} bars")
+        if engine.stopping:
+            self.stdout.write(f"engine: stopped cleanly after {count} bars")
+        else:
+            self.stdout.write(f"engine: end of data after {count} bars")
 
     def _paths(self, given: list[str] | None) -> list[Path]:
         if given:
