@@ -67,29 +67,33 @@ class Engine:
         self._prices[bar.instrument] = bar.close
 
     def on_bar(self, bar: Bar) -> None:
+        """One bar, in the order that keeps decision latency low and positions right:
+
+        1. working orders fill against this bar's open (they were decided on earlier bars),
+        2. the strategy decides at this bar's close and any order goes out at once,
+        3. then the bookkeeping: the bar is stored, the feed marked fresh, equity marked.
+        """
         instrument_id = self._instrument_ids.get(bar.instrument)
         if instrument_id is None:
             instrument_id = instrument_get_or_create(symbol=bar.instrument).pk
             self._instrument_ids[bar.instrument] = instrument_id
-        bar_store(bar=bar, timeframe=self.timeframe, instrument_id=instrument_id)
-        feed_status_update(feed=self.feed_name, last_bar_ts=bar.ts, accepted=1,
-                           rejected=dict(self._rejected) or None, now=timezone.now())
-        self._rejected.clear()
-
-        # Working orders fill against this bar first (decided on an earlier bar).
         for fill in self.venue.match(bar):
             fill_apply(fill=fill)
-
-        self._prices[bar.instrument] = bar.close
-        take = self._last_snapshot is None or bar.ts - self._last_snapshot >= self.snapshot_every
-        if take:
-            self._last_snapshot = bar.ts
-        mark_to_market(account=self.account, prices=self._prices, ts=bar.ts, snapshot=take)
 
         signal = self._strategy(bar.instrument).on_bar(bar)
         if signal.action is not SignalAction.HOLD:
             decision_make(account=self.account, signal=signal, strategy=self.strategy_name,
                           strategy_params=self.strategy_params, stake=self.stake)
+
+        bar_store(bar=bar, timeframe=self.timeframe, instrument_id=instrument_id)
+        feed_status_update(feed=self.feed_name, last_bar_ts=bar.ts, accepted=1,
+                           rejected=dict(self._rejected) or None, now=timezone.now())
+        self._rejected.clear()
+        self._prices[bar.instrument] = bar.close
+        take = self._last_snapshot is None or bar.ts - self._last_snapshot >= self.snapshot_every
+        if take:
+            self._last_snapshot = bar.ts
+        mark_to_market(account=self.account, prices=self._prices, ts=bar.ts, snapshot=take)
 
     @property
     def stopping(self) -> bool:

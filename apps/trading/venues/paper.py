@@ -17,7 +17,9 @@ from apps.trading.domain.values import OrderType, Side
 from apps.trading.models import Broker, Order
 from apps.trading.venues.base import VenueAck
 
-WORKING = (OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value)
+# SUBMITTED is on the book too: for the paper broker, "sent" and "received" are the
+# same instant, and a fill may overtake the ack (SUBMITTED -> FILLED is a legal edge).
+WORKING = (OrderStatus.SUBMITTED.value, OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value)
 
 
 class PaperVenue:

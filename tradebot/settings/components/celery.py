@@ -26,6 +26,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 # Late acks are opt-in per task (only idempotent tasks take them): see apps/trading/tasks.py.
 CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Keep the worker's database connection across tasks (Celery's Django fixup otherwise
+# closes it after every task, adding a fresh connection to every order send).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_SEND_TASK_EVENTS = True

@@ -1,0 +1,433 @@
+"""Decision latency: from "a bar arrives" to "the order reaches the paper broker".
+
+Usage (the Makefile's ``make bench``)::
+
+    ENVIRONMENT=test .venv/bin/python scripts/services.py test -- .venv/bin/python bench/decision_latency.py
+
+Three paths, each printed as n / p50 / p99 / max next to a floor measured in the same run:
+
+(a) pure, in process: engine-order fills (``PaperMatcher.on_bar``) -> ``strategy.on_bar`` ->
+    ``OrderIntent`` -> ``order_check`` -> ``OrderState`` -> ``PaperMatcher.submit``, over the long
+    series ``/work/shared/data/ml/BTC-USDT_1m_binance.csv.gz`` (``data/sample`` when absent):
+    the bars whose signal makes an order, then the decision path forced on every bar.
+    Floor: ``strategy.on_bar`` alone on the bars that hold. Target p99 < 1 ms.
+(b) persisted, no queue: ``Engine.on_bar`` (bar stored, fills, marks, ``decision_make``) with
+    Celery eager, so ``order_send`` runs in process on commit. Floor: a ``SELECT 1`` round trip
+    and ``Engine.on_bar`` on bars that hold.
+(c) through Redis and a real ``celery worker -Q execution -P solo`` subprocess: the same engine,
+    ``decision_make`` enqueues on commit, the worker runs ``order_send``. Latency = the worker's
+    ``order.submitted_at`` (set just before the broker call) and the ``order.sent`` audit time
+    (after the broker's ack), minus ``timezone.now()`` taken when the bar arrived (wall clocks of
+    one machine). Floor: a Redis PING and a no-op task (``celery.accumulate``) round trip through
+    the same worker and queue. Target p99 < 10 ms.
+
+(b) and (c) replay the three ``data/sample`` files merged by time through ``sma_cross``
+(fast=10, slow=30): about 300 orders. The script sets itself up: a throwaway database
+``tradebot_bench`` on DATABASE_URL's server (dropped at the end) migrated by ``manage.py migrate``,
+and Redis database ``BENCH_REDIS_DB`` (default 15) on REDIS_URL's server, so that its worker
+never takes messages of a test run sharing the test database number. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
+from operator import attrgetter
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from apps.marketdata.domain.bars import Bar  # noqa: E402
+from apps.marketdata.domain.csvfile import read_bars  # noqa: E402
+from apps.risk.domain.checks import RiskContext, RiskLimits, order_check  # noqa: E402
+from apps.risk.domain.modes import SystemMode  # noqa: E402
+from apps.strategies.domain.base import SignalAction  # noqa: E402
+from apps.strategies.domain.sizing import quantity_for_stake  # noqa: E402
+from apps.strategies.domain.sma_cross import SmaCross  # noqa: E402
+from apps.trading.domain.orders import OrderIntent, OrderState, OrderStatus  # noqa: E402
+from apps.trading.domain.paper import PaperMatcher  # noqa: E402
+from apps.trading.domain.values import Instrument, OrderType, Side  # noqa: E402
+
+SAMPLE = sorted((REPO / "data" / "sample").glob("*_1m_coinbase.csv"))
+LONG = Path("/work/shared/data/ml/BTC-USDT_1m_binance.csv.gz")
+BENCH_DB = "tradebot_bench"
+STAKE = Decimal(1000)
+FEE = Decimal("0.001")
+PARAMS = {"fast": 10, "slow": 30}
+LIMITS = RiskLimits(max_order_notional=Decimal(100_000), max_position_notional=Decimal(250_000))
+Q12 = Decimal("1e-12")
+WARMUP_ORDERS = 3
+IN_FLIGHT = (OrderStatus.INITIALIZED.value, OrderStatus.SUBMITTED.value)
+
+
+# --------------------------------------------------------------------------- figures
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def row(label: str, values_us: list[float], unit: str = "us") -> None:
+    if not values_us:
+        print(f"  {label:<58} n=0")
+        return
+    v = sorted(values_us)
+    scale, suffix = (1.0, "us") if unit == "us" else (1000.0, "ms")
+    p50, p99, top = (percentile(v, 0.5) / scale, percentile(v, 0.99) / scale, v[-1] / scale)
+    print(f"  {label:<58} n={len(v):>6}  p50={p50:>9.3f} {suffix}  p99={p99:>9.3f} {suffix}  "
+          f"max={top:>9.3f} {suffix}")
+
+
+def merged(paths: list[Path]) -> Iterator[Bar]:
+    return heapq.merge(*(read_bars(p) for p in paths), key=attrgetter("ts"))
+
+
+# --------------------------------------------------------------------------- (a) pure path
+
+def bench_pure(paths: list[Path]) -> None:
+    """The decision path of the engine without Django: fills, strategy, intent, checks, matcher."""
+    bars = list(merged(paths))
+    ns = time.perf_counter_ns
+    specs: dict[str, Instrument] = {}
+
+    def run(force: bool) -> tuple[list[float], list[float]]:
+        strategy = SmaCross(**PARAMS)
+        matcher = PaperMatcher(fee_rate=FEE)
+        position: dict[str, Decimal] = {}
+        order_us: list[float] = []
+        hold_us: list[float] = []
+        for bar in bars:
+            t0 = ns()
+            # Fills of orders decided on an earlier bar come first, as in Engine.on_bar.
+            for fill in matcher.on_bar(bar):
+                position[fill.instrument] = position.get(fill.instrument, Decimal(0)) + (
+                    fill.quantity if fill.side is Side.BUY else -fill.quantity)
+            signal_ = strategy.on_bar(bar)
+            action = signal_.action
+            qty_held = position.get(bar.instrument, Decimal(0))
+            if force:  # every bar decides: buy when flat, sell the position when long
+                action = SignalAction.ENTER_LONG if qty_held <= 0 else SignalAction.EXIT_LONG
+                if matcher.open_orders(bar.instrument):
+                    action = SignalAction.HOLD
+            elif (action is SignalAction.ENTER_LONG and qty_held > 0) or (
+                    action is SignalAction.EXIT_LONG and qty_held <= 0):
+                action = SignalAction.HOLD
+            if action is SignalAction.HOLD:
+                hold_us.append((ns() - t0) / 1000)
+                continue
+            spec = specs.get(bar.instrument)
+            if spec is None:
+                spec = specs[bar.instrument] = Instrument.from_symbol(bar.instrument)
+            if action is SignalAction.ENTER_LONG:
+                qty = quantity_for_stake(STAKE, signal_.price, spec).quantize(Q12, rounding=ROUND_DOWN)
+                intent = OrderIntent(instrument=bar.instrument, side=Side.BUY, quantity=qty,
+                                     decision_price=signal_.price, reason="sma cross above")
+            else:
+                intent = OrderIntent(instrument=bar.instrument, side=Side.SELL, quantity=qty_held,
+                                     decision_price=signal_.price, reduce_only=True, reason="exit long")
+            ctx = RiskContext(mode=SystemMode.NORMAL, last_price=signal_.price, position_quantity=qty_held)
+            risk = order_check(intent=intent, ctx=ctx, limits=LIMITS)
+            if risk.approved:
+                state = OrderState(client_order_id=f"tb-{uuid.uuid4().hex}", instrument=intent.instrument,
+                                   side=intent.side, order_type=OrderType.MARKET, quantity=intent.quantity)
+                matcher.submit(state, now=bar.ts)
+            order_us.append((ns() - t0) / 1000)
+        return order_us, hold_us
+
+    run(force=False)  # warm-up pass (imports, caches), not reported
+    order_us, hold_us = run(force=False)
+    forced_us, _ = run(force=True)
+    name = ", ".join(p.name for p in paths)
+    print(f"\n(a) pure in-process path over {len(bars):,} bars ({name}); target p99 < 1 ms")
+    row("floor: bar that holds (fills check + strategy.on_bar)", hold_us)
+    row("bar -> order on the paper book (sma_cross signals)", order_us)
+    row("bar -> order on the paper book (forced on every bar)", forced_us)
+
+
+# --------------------------------------------------------------------------- database and Redis
+
+def bench_database_url(server_url: str) -> tuple[str, str]:
+    """(admin URL, bench URL) on the server of ``server_url``."""
+    parts = urlsplit(server_url)
+    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    bench = urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, ""))
+    return admin, bench
+
+
+def drop_database(admin_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+
+
+def create_database(admin_url: str, bench_url: str, env: dict[str, str]) -> None:
+    import psycopg
+
+    drop_database(admin_url)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+                   cwd=REPO, env={**env, "DATABASE_URL": bench_url}, check=True)
+    print(f"database {BENCH_DB} created and migrated in {time.monotonic() - t0:.1f} s")
+
+
+def bench_redis_url(redis_url: str, db: int) -> str:
+    parts = urlsplit(redis_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
+
+
+class Worker:
+    """``celery -A tradebot worker -Q execution -P solo`` as a subprocess."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.hostname = f"bench-{uuid.uuid4().hex[:8]}@localhost"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, app, timeout: float = 30.0) -> None:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", os.environ.get("BENCH_WORKER_APP", "tradebot"),
+                 "worker", "-Q", "execution", "-P", "solo",
+                 "-l", "INFO", "-n", self.hostname, "--without-gossip", "--without-mingle"],
+                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited ({self.proc.returncode}):\n{self.tail()}")
+            if app.control.ping(destination=[self.hostname], timeout=0.5):
+                return
+        self.stop()
+        raise RuntimeError(f"worker did not answer ping in {timeout:.0f} s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- (b), (c) persisted paths
+
+def replay(account_name: str, bars: list[Bar], wait: Callable[[], None] | None) -> tuple[dict, list[float]]:
+    """Feed ``bars`` to a fresh Engine; returns ({(symbol, bar ts): (t_arrive, t_done)}, hold on_bar us)."""
+    from django.utils import timezone
+
+    from apps.trading.engine import Engine
+    from apps.trading.models import Order
+    from apps.trading.services import account_get_or_create
+
+    account = account_get_or_create(name=account_name)
+    engine = Engine(account=account, strategy_factory=lambda: SmaCross(**PARAMS), strategy_name="sma_cross",
+                    strategy_params=PARAMS, stake=STAKE)
+    arrivals: dict[tuple[str, datetime], tuple[datetime, float]] = {}
+    hold_us: list[float] = []
+    orders_before = 0
+    for bar in bars:
+        arrived = timezone.now()
+        t0 = time.perf_counter_ns()
+        engine.on_bar(bar)
+        took = (time.perf_counter_ns() - t0) / 1000
+        orders = Order.objects.filter(account=account).count()
+        if orders != orders_before:
+            orders_before = orders
+            arrivals[(bar.instrument, bar.ts)] = (arrived, took)
+            if wait is not None:
+                wait()
+        else:
+            hold_us.append(took)
+    return arrivals, hold_us
+
+
+def latencies(account_name: str, arrivals: dict) -> tuple[list[float], list[float], list[float], list[float],
+                                                          int]:
+    """Per decided order: to submitted_at, to order.sent, engine on_bar, on_bar end to submitted_at
+    (all us), and the number of orders not sent."""
+    from apps.audit.models import AuditEvent
+    from apps.trading.models import Order
+
+    sent_at = dict(AuditEvent.objects.filter(action="order.sent").values_list("target", "created_at"))
+    orders = (Order.objects.filter(account__name=account_name).select_related("instrument")
+              .order_by("created_at", "id"))
+    to_submitted, to_sent, on_bar, after, missing = [], [], [], [], 0
+    for i, order in enumerate(orders):
+        arrived, took = arrivals[(order.instrument.symbol, order.decision_bar_ts)]
+        if order.client_order_id not in sent_at or order.submitted_at is None:
+            missing += 1
+            continue
+        if i < WARMUP_ORDERS:
+            continue
+        to_submitted.append((order.submitted_at - arrived).total_seconds() * 1e6)
+        to_sent.append((sent_at[order.client_order_id] - arrived).total_seconds() * 1e6)
+        on_bar.append(took)
+        after.append(to_submitted[-1] - took)
+    return to_submitted, to_sent, on_bar, after, missing
+
+
+def flush_database() -> None:
+    from django.core.management import call_command
+
+    call_command("flush", interactive=False, verbosity=0)
+
+
+def select1_us(n: int = 500) -> list[float]:
+    from django.db import connection
+
+    out = []
+    with connection.cursor() as cursor:
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            out.append((time.perf_counter_ns() - t0) / 1000)
+    return out
+
+
+def bench_eager(bars: list[Bar]) -> None:
+    from tradebot.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    try:
+        arrivals, hold_us = replay("bench-eager", bars, wait=None)
+    finally:
+        app.conf.task_always_eager = False
+    to_submitted, to_sent, on_bar, _, missing = latencies("bench-eager", arrivals)
+    print(f"\n(b) in process with the database, no queue (Engine.on_bar, Celery eager), {len(bars):,} bars; "
+          f"first {WARMUP_ORDERS} orders are warm-up")
+    row("floor: SELECT 1 round trip", select1_us())
+    row("floor: Engine.on_bar on a bar that holds", hold_us)
+    row("bar -> order.submitted_at (set before the broker call)", to_submitted)
+    row("bar -> 'order.sent' audit (after the broker's ack)", to_sent)
+    row("Engine.on_bar wall time, bars that decide (includes the send)", on_bar)
+    if missing:
+        print(f"  !! {missing} decided orders were not sent")
+
+
+def bench_worker(bars: list[Bar], env: dict[str, str]) -> None:
+    import redis
+    from django.conf import settings
+
+    from apps.trading.models import Order
+    from tradebot.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("execution")
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+        worker = Worker(env, Path(tmp) / "worker.log")
+        worker.start(app)
+        try:
+            # Floors: the bare Redis round trip and a no-op task through the same queue and worker.
+            client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+            ping_us = []
+            for _ in range(500):
+                t0 = time.perf_counter_ns()
+                client.ping()
+                ping_us.append((time.perf_counter_ns() - t0) / 1000)
+            noop_us = []
+            for i in range(105):
+                t0 = time.perf_counter_ns()
+                app.send_task("celery.accumulate", args=(1,), queue="execution").get(timeout=10)
+                if i >= 5:
+                    noop_us.append((time.perf_counter_ns() - t0) / 1000)
+
+            def wait_sent(timeout: float = 10.0) -> None:
+                deadline = time.monotonic() + timeout
+                while Order.objects.filter(status__in=IN_FLIGHT).exists():
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"no send within {timeout:.0f} s:\n{worker.tail()}")
+                    time.sleep(0.002)
+
+            arrivals, hold_us = replay("bench-worker", bars, wait=wait_sent)
+        finally:
+            worker.stop()
+    to_submitted, to_sent, on_bar, after, missing = latencies("bench-worker", arrivals)
+    print(f"\n(c) through Redis and a real Celery worker (solo pool), {len(bars):,} bars; "
+          f"first {WARMUP_ORDERS} orders are warm-up; target p99 < 10 ms")
+    row("floor: Redis PING round trip", ping_us)
+    row("floor: no-op task round trip (send -> worker -> result)", noop_us)
+    row("floor: Engine.on_bar on a bar that holds", hold_us)
+    row("engine side: Engine.on_bar until enqueued (bars that decide)", on_bar)
+    row("queue + worker: on_bar end -> order.submitted_at", after)
+    row("bar -> order.submitted_at in the worker", to_submitted)
+    row("bar -> 'order.sent' audit in the worker (after the ack)", to_sent)
+    if missing:
+        print(f"  !! {missing} decided orders were not sent")
+
+
+# --------------------------------------------------------------------------- main
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bars", type=int, default=0, help="limit (b) and (c) to the first N merged bars")
+    parser.add_argument("--skip-pure", action="store_true")
+    args = parser.parse_args()
+
+    print(f"decision latency bench: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    if not args.skip_pure:
+        bench_pure([LONG] if LONG.exists() else SAMPLE)
+
+    os.environ.setdefault("ENVIRONMENT", "test")
+    server_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/tradebot"
+    admin_url, bench_url = bench_database_url(server_url)
+    redis_url = bench_redis_url(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/1",
+                                int(os.environ.get("BENCH_REDIS_DB", "15")))
+    env = {**os.environ, "DATABASE_URL": bench_url, "REDIS_URL": redis_url, "CELERY_BROKER_URL": redis_url,
+           "CELERY_RESULT_BACKEND": redis_url, "CHANNELS_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    create_database(admin_url, bench_url, env)
+    try:
+        os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL",
+                                               "CELERY_RESULT_BACKEND", "CHANNELS_REDIS_URL")})
+        import django
+
+        from tradebot.env import setup_settings_module
+
+        setup_settings_module()
+        django.setup()
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)  # eager tasks log each run
+        bars = list(merged(SAMPLE))
+        if args.bars:
+            bars = bars[: args.bars]
+        print(f"Redis {redis_url}, database {BENCH_DB}")
+        bench_eager(bars)
+        flush_database()
+        bench_worker(bars, env)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        drop_database(admin_url)
+        print(f"\ndatabase {BENCH_DB} dropped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
