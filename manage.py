@@ -1,13 +1,27 @@
 #!/usr/bin/env python
-"""Django's command-line utility for administrative tasks."""
+"""Django's command-line utility for administrative tasks.
 
+A configuration error (bad ENVIRONMENT, a bad or missing env value, a refused
+staging/prod configuration) is one line on stderr and exit code 2, before any
+command runs, so nothing is written.
+"""
+
+import importlib
+import os
 import sys
 
 
 def main() -> None:
-    from tradebot.env import setup_settings_module
+    from django.core.exceptions import ImproperlyConfigured
 
-    setup_settings_module()
+    try:
+        from tradebot.env import setup_settings_module
+
+        setup_settings_module()
+        importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
+    except ImproperlyConfigured as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        sys.exit(2)
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

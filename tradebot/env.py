@@ -50,6 +50,48 @@ def current_environment() -> Environment:
         ) from None
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+_UNSET = object()
+
+
+def _raw(name: str, default: object) -> str | None:
+    raw = os.environ.get(name)
+    if raw is None and default is _UNSET:
+        raise ImproperlyConfigured(f"{name} is not set: set it in the environment or config/.env.<env>")
+    return raw
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """A boolean that refuses anything but true/false/yes/no/on/off/1/0 (no silent False)."""
+    raw = _raw(name, default)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use true or false")
+
+
+def env_number(name: str, default: object, cast: type, *, minimum: float | None = None) -> object:
+    """An int, float or Decimal, with a clear error naming the variable."""
+    raw = _raw(name, default)
+    if raw is None:
+        return default
+    try:
+        value = cast(raw.strip())
+    except (ValueError, ArithmeticError):
+        example = f" (e.g. {name}={default})" if default is not _UNSET else ""
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a valid {cast.__name__.lower()}: set a number{example}"
+        ) from None
+    if minimum is not None and not value >= minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be >= {minimum}")
+    return value
+
+
 def env_file_for(environment: Environment) -> Path:
     """The env file of an environment; ``ENV_FILE`` overrides the default location."""
     override = os.environ.get("ENV_FILE")

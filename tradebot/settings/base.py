@@ -5,12 +5,12 @@ Everything is read from the environment (see tradebot/env.py for the precedence)
 
 from __future__ import annotations
 
-from tradebot.env import BASE_DIR, current_environment, env, load_env_files
+from tradebot.env import BASE_DIR, current_environment, env, env_bool, load_env_files
 
 ENVIRONMENT = current_environment()
 ENV_FILE_LOADED = load_env_files(ENVIRONMENT)
 
-DEBUG = env.bool("DJANGO_DEBUG", default=False)
+DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])

@@ -2,8 +2,9 @@
 
 from .base import *  # noqa: F403
 from .base import env
+from tradebot.env import env_bool
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+DEBUG = env_bool("DJANGO_DEBUG", True)
 # A dev-only key: deployed settings refuse anything like it.
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="django-insecure-dev-only-key-not-for-deployment")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])

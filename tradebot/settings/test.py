@@ -6,6 +6,14 @@ from .base import env
 DEBUG = False
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="django-insecure-test-only-key")
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+# One test database per checkout: two checkouts testing on the same server at once
+# (a developer's tree and a CI clone) must not drop each other's database.
+import hashlib  # noqa: E402
+
+DATABASES["default"]["TEST"] = {  # noqa: F405
+    "NAME": f"test_tradebot_{hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]}"  # noqa: F405, S324
+}
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
