@@ -76,6 +76,7 @@ IN_FLIGHT = (OrderStatus.INITIALIZED.value, OrderStatus.SUBMITTED.value)
 
 # --------------------------------------------------------------------------- figures
 
+
 def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
@@ -88,8 +89,10 @@ def row(label: str, values_us: list[float], unit: str = "us") -> None:
     v = sorted(values_us)
     scale, suffix = (1.0, "us") if unit == "us" else (1000.0, "ms")
     p50, p99, top = (percentile(v, 0.5) / scale, percentile(v, 0.99) / scale, v[-1] / scale)
-    print(f"  {label:<58} n={len(v):>6}  p50={p50:>9.3f} {suffix}  p99={p99:>9.3f} {suffix}  "
-          f"max={top:>9.3f} {suffix}")
+    print(
+        f"  {label:<58} n={len(v):>6}  p50={p50:>9.3f} {suffix}  p99={p99:>9.3f} {suffix}  "
+        f"max={top:>9.3f} {suffix}"
+    )
 
 
 def merged(paths: list[Path]) -> Iterator[Bar]:
@@ -97,6 +100,7 @@ def merged(paths: list[Path]) -> Iterator[Bar]:
 
 
 # --------------------------------------------------------------------------- (a) pure path
+
 
 def bench_pure(paths: list[Path]) -> None:
     """The decision path of the engine without Django: fills, strategy, intent, checks, matcher."""
@@ -115,7 +119,8 @@ def bench_pure(paths: list[Path]) -> None:
             # Fills of orders decided on an earlier bar come first, as in Engine.on_bar.
             for fill in matcher.on_bar(bar):
                 position[fill.instrument] = position.get(fill.instrument, Decimal(0)) + (
-                    fill.quantity if fill.side is Side.BUY else -fill.quantity)
+                    fill.quantity if fill.side is Side.BUY else -fill.quantity
+                )
             signal_ = strategy.on_bar(bar)
             action = signal_.action
             qty_held = position.get(bar.instrument, Decimal(0))
@@ -124,7 +129,8 @@ def bench_pure(paths: list[Path]) -> None:
                 if matcher.open_orders(bar.instrument):
                     action = SignalAction.HOLD
             elif (action is SignalAction.ENTER_LONG and qty_held > 0) or (
-                    action is SignalAction.EXIT_LONG and qty_held <= 0):
+                action is SignalAction.EXIT_LONG and qty_held <= 0
+            ):
                 action = SignalAction.HOLD
             if action is SignalAction.HOLD:
                 hold_us.append((ns() - t0) / 1000)
@@ -133,17 +139,37 @@ def bench_pure(paths: list[Path]) -> None:
             if spec is None:
                 spec = specs[bar.instrument] = Instrument.from_symbol(bar.instrument)
             if action is SignalAction.ENTER_LONG:
-                qty = quantity_for_stake(STAKE, signal_.price, spec).quantize(Q12, rounding=ROUND_DOWN)
-                intent = OrderIntent(instrument=bar.instrument, side=Side.BUY, quantity=qty,
-                                     decision_price=signal_.price, reason="sma cross above")
+                qty = quantity_for_stake(STAKE, signal_.price, spec).quantize(
+                    Q12, rounding=ROUND_DOWN
+                )
+                intent = OrderIntent(
+                    instrument=bar.instrument,
+                    side=Side.BUY,
+                    quantity=qty,
+                    decision_price=signal_.price,
+                    reason="sma cross above",
+                )
             else:
-                intent = OrderIntent(instrument=bar.instrument, side=Side.SELL, quantity=qty_held,
-                                     decision_price=signal_.price, reduce_only=True, reason="exit long")
-            ctx = RiskContext(mode=SystemMode.NORMAL, last_price=signal_.price, position_quantity=qty_held)
+                intent = OrderIntent(
+                    instrument=bar.instrument,
+                    side=Side.SELL,
+                    quantity=qty_held,
+                    decision_price=signal_.price,
+                    reduce_only=True,
+                    reason="exit long",
+                )
+            ctx = RiskContext(
+                mode=SystemMode.NORMAL, last_price=signal_.price, position_quantity=qty_held
+            )
             risk = order_check(intent=intent, ctx=ctx, limits=LIMITS)
             if risk.approved:
-                state = OrderState(client_order_id=f"tb-{uuid.uuid4().hex}", instrument=intent.instrument,
-                                   side=intent.side, order_type=OrderType.MARKET, quantity=intent.quantity)
+                state = OrderState(
+                    client_order_id=f"tb-{uuid.uuid4().hex}",
+                    instrument=intent.instrument,
+                    side=intent.side,
+                    order_type=OrderType.MARKET,
+                    quantity=intent.quantity,
+                )
                 matcher.submit(state, now=bar.ts)
             order_us.append((ns() - t0) / 1000)
         return order_us, hold_us
@@ -159,6 +185,7 @@ def bench_pure(paths: list[Path]) -> None:
 
 
 # --------------------------------------------------------------------------- database and Redis
+
 
 def bench_database_url(server_url: str) -> tuple[str, str]:
     """(admin URL, bench URL) on the server of ``server_url``."""
@@ -182,8 +209,12 @@ def create_database(admin_url: str, bench_url: str, env: dict[str, str]) -> None
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
     t0 = time.monotonic()
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-                   cwd=REPO, env={**env, "DATABASE_URL": bench_url}, check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=REPO,
+        env={**env, "DATABASE_URL": bench_url},
+        check=True,
+    )
     print(f"database {BENCH_DB} created and migrated in {time.monotonic() - t0:.1f} s")
 
 
@@ -204,10 +235,28 @@ class Worker:
     def start(self, app, timeout: float = 30.0) -> None:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", os.environ.get("BENCH_WORKER_APP", "tradebot"),
-                 "worker", "-Q", "execution", "-P", "solo",
-                 "-l", "INFO", "-n", self.hostname, "--without-gossip", "--without-mingle"],
-                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    os.environ.get("BENCH_WORKER_APP", "tradebot"),
+                    "worker",
+                    "-Q",
+                    "execution",
+                    "-P",
+                    "solo",
+                    "-l",
+                    "INFO",
+                    "-n",
+                    self.hostname,
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -235,7 +284,10 @@ class Worker:
 
 # --------------------------------------------------------------------------- (b), (c) persisted paths
 
-def replay(account_name: str, bars: list[Bar], wait: Callable[[], None] | None) -> tuple[dict, list[float]]:
+
+def replay(
+    account_name: str, bars: list[Bar], wait: Callable[[], None] | None
+) -> tuple[dict, list[float]]:
     """Feed ``bars`` to a fresh Engine; returns ({(symbol, bar ts): (t_arrive, t_done)}, hold on_bar us)."""
     from django.utils import timezone
 
@@ -244,8 +296,13 @@ def replay(account_name: str, bars: list[Bar], wait: Callable[[], None] | None) 
     from apps.trading.services import account_get_or_create
 
     account = account_get_or_create(name=account_name)
-    engine = Engine(account=account, strategy_factory=lambda: SmaCross(**PARAMS), strategy_name="sma_cross",
-                    strategy_params=PARAMS, stake=STAKE)
+    engine = Engine(
+        account=account,
+        strategy_factory=lambda: SmaCross(**PARAMS),
+        strategy_name="sma_cross",
+        strategy_params=PARAMS,
+        stake=STAKE,
+    )
     arrivals: dict[tuple[str, datetime], tuple[datetime, float]] = {}
     hold_us: list[float] = []
     orders_before = 0
@@ -265,16 +322,22 @@ def replay(account_name: str, bars: list[Bar], wait: Callable[[], None] | None) 
     return arrivals, hold_us
 
 
-def latencies(account_name: str, arrivals: dict) -> tuple[list[float], list[float], list[float], list[float],
-                                                          int]:
+def latencies(
+    account_name: str, arrivals: dict
+) -> tuple[list[float], list[float], list[float], list[float], int]:
     """Per decided order: to submitted_at, to order.sent, engine on_bar, on_bar end to submitted_at
     (all us), and the number of orders not sent."""
     from apps.audit.models import AuditEvent
     from apps.trading.models import Order
 
-    sent_at = dict(AuditEvent.objects.filter(action="order.sent").values_list("target", "created_at"))
-    orders = (Order.objects.filter(account__name=account_name).select_related("instrument")
-              .order_by("created_at", "id"))
+    sent_at = dict(
+        AuditEvent.objects.filter(action="order.sent").values_list("target", "created_at")
+    )
+    orders = (
+        Order.objects.filter(account__name=account_name)
+        .select_related("instrument")
+        .order_by("created_at", "id")
+    )
     to_submitted, to_sent, on_bar, after, missing = [], [], [], [], 0
     for i, order in enumerate(orders):
         arrived, took = arrivals[(order.instrument.symbol, order.decision_bar_ts)]
@@ -319,8 +382,10 @@ def bench_eager(bars: list[Bar]) -> None:
     finally:
         app.conf.task_always_eager = False
     to_submitted, to_sent, on_bar, _, missing = latencies("bench-eager", arrivals)
-    print(f"\n(b) in process with the database, no queue (Engine.on_bar, Celery eager), {len(bars):,} bars; "
-          f"first {WARMUP_ORDERS} orders are warm-up")
+    print(
+        f"\n(b) in process with the database, no queue (Engine.on_bar, Celery eager), {len(bars):,} bars; "
+        f"first {WARMUP_ORDERS} orders are warm-up"
+    )
     row("floor: SELECT 1 round trip", select1_us())
     row("floor: Engine.on_bar on a bar that holds", hold_us)
     row("bar -> order.submitted_at (set before the broker call)", to_submitted)
@@ -368,8 +433,10 @@ def bench_worker(bars: list[Bar], env: dict[str, str]) -> None:
         finally:
             worker.stop()
     to_submitted, to_sent, on_bar, after, missing = latencies("bench-worker", arrivals)
-    print(f"\n(c) through Redis and a real Celery worker (solo pool), {len(bars):,} bars; "
-          f"first {WARMUP_ORDERS} orders are warm-up; target p99 < 10 ms")
+    print(
+        f"\n(c) through Redis and a real Celery worker (solo pool), {len(bars):,} bars; "
+        f"first {WARMUP_ORDERS} orders are warm-up; target p99 < 10 ms"
+    )
     row("floor: Redis PING round trip", ping_us)
     row("floor: no-op task round trip (send -> worker -> result)", noop_us)
     row("floor: Engine.on_bar on a bar that holds", hold_us)
@@ -383,10 +450,14 @@ def bench_worker(bars: list[Bar], env: dict[str, str]) -> None:
 
 # --------------------------------------------------------------------------- main
 
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bars", type=int, default=0, help="limit (b) and (c) to the first N merged bars")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--bars", type=int, default=0, help="limit (b) and (c) to the first N merged bars"
+    )
     parser.add_argument("--skip-pure", action="store_true")
     args = parser.parse_args()
 
@@ -397,15 +468,34 @@ def main() -> int:
     os.environ.setdefault("ENVIRONMENT", "test")
     server_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/tradebot"
     admin_url, bench_url = bench_database_url(server_url)
-    redis_url = bench_redis_url(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/1",
-                                int(os.environ.get("BENCH_REDIS_DB", "15")))
-    env = {**os.environ, "DATABASE_URL": bench_url, "REDIS_URL": redis_url, "CELERY_BROKER_URL": redis_url,
-           "CELERY_RESULT_BACKEND": redis_url, "CHANNELS_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
+    redis_url = bench_redis_url(
+        os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/1",
+        int(os.environ.get("BENCH_REDIS_DB", "15")),
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_url,
+        "REDIS_URL": redis_url,
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+        "CHANNELS_REDIS_URL": redis_url,
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     create_database(admin_url, bench_url, env)
     try:
-        os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL",
-                                               "CELERY_RESULT_BACKEND", "CHANNELS_REDIS_URL")})
+        os.environ.update(
+            {
+                k: env[k]
+                for k in (
+                    "DATABASE_URL",
+                    "REDIS_URL",
+                    "CELERY_BROKER_URL",
+                    "CELERY_RESULT_BACKEND",
+                    "CHANNELS_REDIS_URL",
+                )
+            }
+        )
         import django
 
         from tradebot.env import setup_settings_module

@@ -32,7 +32,9 @@ PROCESSES = {
 
 
 def manage(*args: str) -> str:
-    result = subprocess.run([PY, "manage.py", *args], cwd=ROOT, check=False, capture_output=True, text=True)
+    result = subprocess.run(
+        [PY, "manage.py", *args], cwd=ROOT, check=False, capture_output=True, text=True
+    )
     if result.returncode != 0:
         sys.stderr.write(result.stdout + result.stderr)
         sys.exit(f"make run: `manage.py {' '.join(args)}` failed (see above)")

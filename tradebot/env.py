@@ -58,7 +58,9 @@ _UNSET = object()
 def _raw(name: str, default: object) -> str | None:
     raw = os.environ.get(name)
     if raw is None and default is _UNSET:
-        raise ImproperlyConfigured(f"{name} is not set: set it in the environment or config/.env.<env>")
+        raise ImproperlyConfigured(
+            f"{name} is not set: set it in the environment or config/.env.<env>"
+        )
     return raw
 
 

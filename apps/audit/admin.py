@@ -24,10 +24,25 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(DecisionLog)
 class DecisionLogAdmin(ReadOnlyAdmin):
     list_display = (
-        "created_at", "bar_ts", "instrument", "strategy", "signal", "mode", "check_result",
-        "action", "order_list",
+        "created_at",
+        "bar_ts",
+        "instrument",
+        "strategy",
+        "signal",
+        "mode",
+        "check_result",
+        "action",
+        "order_list",
     )
-    list_filter = ("action", "check_result", "mode", "instrument", "strategy", "created_at", "bar_ts")
+    list_filter = (
+        "action",
+        "check_result",
+        "mode",
+        "instrument",
+        "strategy",
+        "created_at",
+        "bar_ts",
+    )
     search_fields = ("instrument", "order_ids", "failed_checks")
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in DecisionLog._meta.fields]

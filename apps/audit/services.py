@@ -9,8 +9,12 @@ from typing import Any
 from apps.audit.models import AuditEvent, CheckOutcome, DecisionLog
 
 
-def audit_record(*, actor: str, action: str, target: str = "", data: Mapping[str, Any] | None = None) -> AuditEvent:
-    return AuditEvent.objects.create(actor=actor, action=action, target=target, data=dict(data or {}))
+def audit_record(
+    *, actor: str, action: str, target: str = "", data: Mapping[str, Any] | None = None
+) -> AuditEvent:
+    return AuditEvent.objects.create(
+        actor=actor, action=action, target=target, data=dict(data or {})
+    )
 
 
 def decision_record(
@@ -31,7 +35,11 @@ def decision_record(
 ) -> DecisionLog:
     checks = list(checks)
     failed = [c["name"] for c in checks if not c["passed"]]
-    outcome = CheckOutcome.NONE if not checks else (CheckOutcome.FAILED if failed else CheckOutcome.PASSED)
+    outcome = (
+        CheckOutcome.NONE
+        if not checks
+        else (CheckOutcome.FAILED if failed else CheckOutcome.PASSED)
+    )
     return DecisionLog.objects.create(
         bar_ts=bar_ts,
         account=account,

@@ -41,7 +41,9 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         # A forked child (Celery prefork) does not inherit the thread: start its own.
         if _loop is None or _loop_pid != os.getpid() or not _loop.is_running():
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="realtime-broadcast", daemon=True)
+            thread = threading.Thread(
+                target=loop.run_forever, name="realtime-broadcast", daemon=True
+            )
             thread.start()
             _loop, _loop_pid = loop, os.getpid()
         return _loop

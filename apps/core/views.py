@@ -23,5 +23,7 @@ class HealthView(View):
         except Exception as exc:  # noqa: BLE001
             checks["redis"] = f"error: {exc.__class__.__name__}"
         healthy = all(v == "ok" for v in checks.values())
-        return JsonResponse({"status": "ok" if healthy else "error", "checks": checks},
-                            status=200 if healthy else 503)
+        return JsonResponse(
+            {"status": "ok" if healthy else "error", "checks": checks},
+            status=200 if healthy else 503,
+        )

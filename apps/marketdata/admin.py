@@ -13,4 +13,11 @@ class InstrumentAdmin(admin.ModelAdmin):
 @admin.register(FeedStatus)
 class FeedStatusAdmin(admin.ModelAdmin):
     list_display = ("feed", "last_update", "last_bar_ts", "bars_accepted", "bars_rejected")
-    readonly_fields = ("feed", "last_update", "last_bar_ts", "bars_accepted", "bars_rejected", "rejections")
+    readonly_fields = (
+        "feed",
+        "last_update",
+        "last_bar_ts",
+        "bars_accepted",
+        "bars_rejected",
+        "rejections",
+    )

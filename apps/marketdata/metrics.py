@@ -27,9 +27,13 @@ class FeedFreshnessCollector(Collector):
         from apps.marketdata.models import FeedStatus
 
         last_update = GaugeMetricFamily(
-            "data_feed_last_update", "Unix time of the last good bar from each feed", labels=["feed"])
+            "data_feed_last_update",
+            "Unix time of the last good bar from each feed",
+            labels=["feed"],
+        )
         rejected = GaugeMetricFamily(
-            "data_feed_bars_rejected", "Bad market-data rows rejected by each feed", labels=["feed"])
+            "data_feed_bars_rejected", "Bad market-data rows rejected by each feed", labels=["feed"]
+        )
         try:
             for status in FeedStatus.objects.only("feed", "last_update", "bars_rejected"):
                 if status.last_update is not None:

@@ -16,7 +16,9 @@ class Instrument(models.Model):
     symbol = models.CharField(max_length=32, unique=True, help_text="BASE-QUOTE or ticker")
     base = models.CharField(max_length=16)
     quote = models.CharField(max_length=16)
-    asset_class = models.CharField(max_length=8, choices=AssetClass.choices, default=AssetClass.CRYPTO)
+    asset_class = models.CharField(
+        max_length=8, choices=AssetClass.choices, default=AssetClass.CRYPTO
+    )
     tick_size = PriceField(null=True, blank=True, help_text="price increment; empty = any")
     lot_size = QuantityField(null=True, blank=True, help_text="quantity increment; empty = any")
     active = models.BooleanField(default=True)
@@ -67,7 +69,9 @@ class FeedStatus(models.Model):
     """Freshness and counters of one market-data feed (``data_feed_last_update``)."""
 
     feed = models.CharField(max_length=64, unique=True)
-    last_update = models.DateTimeField(null=True, blank=True, help_text="wall time of the last good bar")
+    last_update = models.DateTimeField(
+        null=True, blank=True, help_text="wall time of the last good bar"
+    )
     last_bar_ts = models.DateTimeField(null=True, blank=True)
     bars_accepted = models.BigIntegerField(default=0)
     bars_rejected = models.BigIntegerField(default=0)

@@ -17,9 +17,9 @@ from apps.marketdata.models import AssetClass, Bar, FeedStatus, Instrument
 logger = logging.getLogger(__name__)
 
 
-
-def instrument_get_or_create(*, symbol: str, tick_size: Decimal | None = None,
-                             lot_size: Decimal | None = None) -> Instrument:
+def instrument_get_or_create(
+    *, symbol: str, tick_size: Decimal | None = None, lot_size: Decimal | None = None
+) -> Instrument:
     """The instrument for ``symbol``: ``BASE-QUOTE`` is crypto, a plain ticker an equity."""
     symbol = symbol.strip().upper()
     if not symbol:
@@ -52,12 +52,16 @@ def bars_store(*, bars: Iterable[BarValue], timeframe: str) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         # Dropped at the end even inside a caller's longer transaction.
         cursor.execute("DROP TABLE IF EXISTS _bars_in")
-        cursor.execute(f"CREATE TEMP TABLE _bars_in (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
+        cursor.execute(
+            f"CREATE TEMP TABLE _bars_in (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP"
+        )
         with cursor.copy(
             "COPY _bars_in (instrument_id, timeframe, ts, open, high, low, close, volume) FROM STDIN"
         ) as copy:
             for b in bars:
-                copy.write_row((ids[b.instrument], timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume))
+                copy.write_row(
+                    (ids[b.instrument], timeframe, b.ts, b.open, b.high, b.low, b.close, b.volume)
+                )
         cursor.execute(
             f"INSERT INTO {table} SELECT * FROM _bars_in ON CONFLICT DO NOTHING"  # noqa: S608
         )
@@ -77,9 +81,14 @@ def bar_store(*, bar: BarValue, timeframe: str, instrument_id: int) -> None:
         )
 
 
-def feed_status_update(*, feed: str, last_bar_ts: datetime | None, accepted: int = 0,
-                       rejected: Mapping[str, int] | None = None,
-                       now: datetime | None = None) -> FeedStatus:
+def feed_status_update(
+    *,
+    feed: str,
+    last_bar_ts: datetime | None,
+    accepted: int = 0,
+    rejected: Mapping[str, int] | None = None,
+    now: datetime | None = None,
+) -> FeedStatus:
     """Record good bars (their count and the wall time) and rejected rows by reason."""
     now = now or timezone.now()
     with transaction.atomic():

@@ -51,7 +51,9 @@ class PanelConsumer(JsonWebsocketConsumer):
             async_to_sync(self.channel_layer.group_discard)(GROUP_PANEL, self.channel_name)
             self.joined = False
 
-    def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+    def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
         # No writes over the websocket; do not even parse what the browser sends.
         return
 

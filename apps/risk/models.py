@@ -20,14 +20,18 @@ class ModeSource(models.TextChoices):
 class SystemState(models.Model):
     """The one current system mode (a single row, pk=1). History is in ModeChange."""
 
-    mode = models.CharField(max_length=16, choices=[(m.value, m.value) for m in Mode], default=Mode.NORMAL.value)
+    mode = models.CharField(
+        max_length=16, choices=[(m.value, m.value) for m in Mode], default=Mode.NORMAL.value
+    )
     changed_at = models.DateTimeField(auto_now=True)
     changed_by = models.CharField(max_length=128, default="system")
     reason = models.TextField(blank=True, default="")
     source = models.CharField(max_length=16, choices=ModeSource.choices, default=ModeSource.SYSTEM)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=models.Q(pk=1), name="system_state_singleton")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(pk=1), name="system_state_singleton")
+        ]
 
     def __str__(self) -> str:
         return self.mode
@@ -51,16 +55,22 @@ class ModeChange(models.Model):
 class RiskLimit(models.Model):
     """Risk policy for one account, capped by the settings ceilings (RISK_CEILING_*)."""
 
-    account = models.OneToOneField("trading.Account", on_delete=models.CASCADE, related_name="risk_limit")
+    account = models.OneToOneField(
+        "trading.Account", on_delete=models.CASCADE, related_name="risk_limit"
+    )
     max_order_notional = MoneyField()
     max_position_notional = MoneyField()
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=models.Q(max_order_notional__gt=0), name="risk_max_order_notional_positive"),
             models.CheckConstraint(
-                condition=models.Q(max_position_notional__gt=0), name="risk_max_position_notional_positive"
+                condition=models.Q(max_order_notional__gt=0),
+                name="risk_max_order_notional_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(max_position_notional__gt=0),
+                name="risk_max_position_notional_positive",
             ),
         ]
 

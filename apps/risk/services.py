@@ -47,7 +47,9 @@ def system_mode_set(*, mode: SystemMode, actor: str, source: str, reason: str) -
     risk-and-control issue; here every change is recorded and applied.
     """
     if source not in ModeSource.values:
-        raise ValueError(f"unknown mode source {source!r}: use one of {', '.join(ModeSource.values)}")
+        raise ValueError(
+            f"unknown mode source {source!r}: use one of {', '.join(ModeSource.values)}"
+        )
     state = system_state_get(for_update=True)
     previous = state.mode
     state.mode = mode.value
@@ -55,11 +57,26 @@ def system_mode_set(*, mode: SystemMode, actor: str, source: str, reason: str) -
     state.reason = reason
     state.source = source
     state.save()
-    ModeChange.objects.create(from_mode=previous, to_mode=mode.value, actor=actor, source=source, reason=reason)
-    audit_record(actor=actor, action="mode.set", target=mode.value,
-                 data={"from": previous, "to": mode.value, "reason": reason, "source": source})
-    broadcast(GROUP_PANEL, "mode.changed", {"mode": mode.value, "previous": previous,
-                                            "actor": actor, "reason": reason, "source": source})
+    ModeChange.objects.create(
+        from_mode=previous, to_mode=mode.value, actor=actor, source=source, reason=reason
+    )
+    audit_record(
+        actor=actor,
+        action="mode.set",
+        target=mode.value,
+        data={"from": previous, "to": mode.value, "reason": reason, "source": source},
+    )
+    broadcast(
+        GROUP_PANEL,
+        "mode.changed",
+        {
+            "mode": mode.value,
+            "previous": previous,
+            "actor": actor,
+            "reason": reason,
+            "source": source,
+        },
+    )
     return state
 
 

@@ -5,7 +5,15 @@ from apps.trading.models import Account, EquitySnapshot, Fill, Order, Position
 
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
-    list_display = ("name", "broker", "currency", "cash", "realized_pnl", "fees_paid", "peak_equity")
+    list_display = (
+        "name",
+        "broker",
+        "currency",
+        "cash",
+        "realized_pnl",
+        "fees_paid",
+        "peak_equity",
+    )
     readonly_fields = ("cash", "realized_pnl", "fees_paid", "peak_equity", "created_at")
 
 
@@ -24,8 +32,19 @@ class ReadOnlyMixin:
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("created_at", "client_order_id", "account", "instrument", "side", "order_type",
-                    "quantity", "status", "filled_quantity", "avg_fill_price", "fees")
+    list_display = (
+        "created_at",
+        "client_order_id",
+        "account",
+        "instrument",
+        "side",
+        "order_type",
+        "quantity",
+        "status",
+        "filled_quantity",
+        "avg_fill_price",
+        "fees",
+    )
     list_filter = ("status", "side", "account", "instrument")
     search_fields = ("client_order_id", "broker_order_id")
     date_hierarchy = "created_at"
@@ -33,14 +52,32 @@ class OrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Fill)
 class FillAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("ts", "trade_id", "account", "order", "side", "quantity", "price", "fee", "realized_pnl")
+    list_display = (
+        "ts",
+        "trade_id",
+        "account",
+        "order",
+        "side",
+        "quantity",
+        "price",
+        "fee",
+        "realized_pnl",
+    )
     list_filter = ("account", "side")
     search_fields = ("trade_id", "order__client_order_id")
 
 
 @admin.register(Position)
 class PositionAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("account", "instrument", "quantity", "avg_price", "last_price", "realized_pnl", "fees")
+    list_display = (
+        "account",
+        "instrument",
+        "quantity",
+        "avg_price",
+        "last_price",
+        "realized_pnl",
+        "fees",
+    )
 
 
 @admin.register(EquitySnapshot)

@@ -31,9 +31,18 @@ logger = logging.getLogger(__name__)
 class Engine:
     """Drives one account from a stream of bars (one strategy instance per instrument)."""
 
-    def __init__(self, *, account: Account, strategy_factory: Callable[[], Strategy], strategy_name: str,
-                 strategy_params: dict[str, Any], stake: Decimal, feed_name: str = "replay",
-                 timeframe: str = "1m", snapshot_every: timedelta = timedelta(minutes=1)) -> None:
+    def __init__(
+        self,
+        *,
+        account: Account,
+        strategy_factory: Callable[[], Strategy],
+        strategy_name: str,
+        strategy_params: dict[str, Any],
+        stake: Decimal,
+        feed_name: str = "replay",
+        timeframe: str = "1m",
+        snapshot_every: timedelta = timedelta(minutes=1),
+    ) -> None:
         self.account = account
         self.strategy_factory = strategy_factory
         self.strategy_name = strategy_name
@@ -51,8 +60,13 @@ class Engine:
         self._stopping = False
 
     def on_reject(self, rejection: Rejection) -> None:
-        logger.warning("rejected market data %s line %s: %s (%s)", rejection.source, rejection.line,
-                       rejection.reason, rejection.raw[:120])
+        logger.warning(
+            "rejected market data %s line %s: %s (%s)",
+            rejection.source,
+            rejection.line,
+            rejection.reason,
+            rejection.raw[:120],
+        )
         self._rejected[rejection.reason] += 1
 
     def _strategy(self, instrument: str) -> Strategy:
@@ -82,12 +96,22 @@ class Engine:
 
         signal = self._strategy(bar.instrument).on_bar(bar)
         if signal.action is not SignalAction.HOLD:
-            decision_make(account=self.account, signal=signal, strategy=self.strategy_name,
-                          strategy_params=self.strategy_params, stake=self.stake)
+            decision_make(
+                account=self.account,
+                signal=signal,
+                strategy=self.strategy_name,
+                strategy_params=self.strategy_params,
+                stake=self.stake,
+            )
 
         bar_store(bar=bar, timeframe=self.timeframe, instrument_id=instrument_id)
-        feed_status_update(feed=self.feed_name, last_bar_ts=bar.ts, accepted=1,
-                           rejected=dict(self._rejected) or None, now=timezone.now())
+        feed_status_update(
+            feed=self.feed_name,
+            last_bar_ts=bar.ts,
+            accepted=1,
+            rejected=dict(self._rejected) or None,
+            now=timezone.now(),
+        )
         self._rejected.clear()
         self._prices[bar.instrument] = bar.close
         take = self._last_snapshot is None or bar.ts - self._last_snapshot >= self.snapshot_every

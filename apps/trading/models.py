@@ -40,7 +40,9 @@ class Account(models.Model):
 
 class Order(models.Model):
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="orders")
-    instrument = models.ForeignKey("marketdata.Instrument", on_delete=models.PROTECT, related_name="orders")
+    instrument = models.ForeignKey(
+        "marketdata.Instrument", on_delete=models.PROTECT, related_name="orders"
+    )
     client_order_id = models.CharField(max_length=64, unique=True)
     broker_order_id = models.CharField(max_length=64, null=True, blank=True)
     side = models.CharField(max_length=4, choices=[("buy", "buy"), ("sell", "sell")])
@@ -54,7 +56,9 @@ class Order(models.Model):
     avg_fill_price = PriceField(null=True, blank=True)
     fees = MoneyField(default=Decimal(0))
     status_reason = models.TextField(blank=True, default="")
-    decision_bar_ts = models.DateTimeField(null=True, blank=True, help_text="bar the decision was made on")
+    decision_bar_ts = models.DateTimeField(
+        null=True, blank=True, help_text="bar the decision was made on"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -67,15 +71,20 @@ class Order(models.Model):
                 condition=models.Q(broker_order_id__isnull=False),
                 name="order_broker_id_unique_per_account",
             ),
-            models.CheckConstraint(condition=models.Q(quantity__gt=0), name="order_quantity_positive"),
             models.CheckConstraint(
-                condition=models.Q(filled_quantity__gte=0) & models.Q(filled_quantity__lte=models.F("quantity")),
+                condition=models.Q(quantity__gt=0), name="order_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(filled_quantity__gte=0)
+                & models.Q(filled_quantity__lte=models.F("quantity")),
                 name="order_filled_within_quantity",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.client_order_id} {self.side} {self.quantity} {self.instrument_id} {self.status}"
+        return (
+            f"{self.client_order_id} {self.side} {self.quantity} {self.instrument_id} {self.status}"
+        )
 
 
 class Fill(models.Model):
@@ -95,8 +104,12 @@ class Fill(models.Model):
     class Meta:
         ordering = ("-ts", "-id")
         constraints = [
-            models.UniqueConstraint(fields=["account", "trade_id"], name="fill_trade_id_unique_per_account"),
-            models.CheckConstraint(condition=models.Q(quantity__gt=0), name="fill_quantity_positive"),
+            models.UniqueConstraint(
+                fields=["account", "trade_id"], name="fill_trade_id_unique_per_account"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(quantity__gt=0), name="fill_quantity_positive"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -105,7 +118,9 @@ class Fill(models.Model):
 
 class Position(models.Model):
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="positions")
-    instrument = models.ForeignKey("marketdata.Instrument", on_delete=models.PROTECT, related_name="positions")
+    instrument = models.ForeignKey(
+        "marketdata.Instrument", on_delete=models.PROTECT, related_name="positions"
+    )
     quantity = QuantityField(default=Decimal(0), help_text="signed: negative is short")
     avg_price = PriceField(default=Decimal(0))
     realized_pnl = MoneyField(default=Decimal(0))
@@ -116,17 +131,19 @@ class Position(models.Model):
     class Meta:
         ordering = ("account_id", "instrument_id")
         constraints = [
-            models.UniqueConstraint(fields=["account", "instrument"], name="position_unique_per_instrument"),
+            models.UniqueConstraint(
+                fields=["account", "instrument"], name="position_unique_per_instrument"
+            ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.instrument_id} {self.quantity}"
 
     @property
     def unrealized_pnl(self) -> Decimal:
         if self.last_price is None or not self.quantity:
             return Decimal(0)
         return (self.last_price - self.avg_price) * self.quantity
-
-    def __str__(self) -> str:
-        return f"{self.account_id} {self.instrument_id} {self.quantity}"
 
 
 class EquitySnapshot(models.Model):
@@ -138,7 +155,9 @@ class EquitySnapshot(models.Model):
     realized_pnl = MoneyField()
     unrealized_pnl = MoneyField()
     fees = MoneyField()
-    drawdown = models.DecimalField(max_digits=12, decimal_places=8, help_text="fraction of the peak")
+    drawdown = models.DecimalField(
+        max_digits=12, decimal_places=8, help_text="fraction of the peak"
+    )
 
     class Meta:
         ordering = ("account_id", "-ts", "-id")

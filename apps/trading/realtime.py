@@ -93,8 +93,11 @@ def broadcast_decision(decision: DecisionLog) -> None:
 
 def broadcast_positions(account: Account) -> None:
     positions = account.positions.select_related("instrument").order_by("instrument__symbol")
-    broadcast(GROUP_PANEL, "positions.updated",
-              {"account": account.name, "positions": [position_payload(p) for p in positions]})
+    broadcast(
+        GROUP_PANEL,
+        "positions.updated",
+        {"account": account.name, "positions": [position_payload(p) for p in positions]},
+    )
 
 
 def broadcast_equity(snapshot: EquitySnapshot, account: Account) -> None:

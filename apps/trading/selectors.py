@@ -32,13 +32,17 @@ def overview_snapshot(account_name: str | None = None) -> dict[str, Any]:
         "fills": [],
         "decisions": [
             realtime.decision_payload(d)
-            for d in DecisionLog.objects.filter(account=name).order_by("-created_at", "-id")[:RECENT]
+            for d in DecisionLog.objects.filter(account=name).order_by("-created_at", "-id")[
+                :RECENT
+            ]
         ],
         "feeds": [feed_payload(f) for f in FeedStatus.objects.order_by("feed")],
     }
     if account is not None:
         history = list(
-            EquitySnapshot.objects.filter(account=account).order_by("-ts", "-id")[:EQUITY_HISTORY_POINTS]
+            EquitySnapshot.objects.filter(account=account).order_by("-ts", "-id")[
+                :EQUITY_HISTORY_POINTS
+            ]
         )
         if history:
             snapshot["equity"] = realtime.equity_payload(history[0], account)
@@ -51,7 +55,9 @@ def overview_snapshot(account_name: str | None = None) -> dict[str, Any]:
         ]
         snapshot["fills"] = [
             realtime.fill_payload(f, f.order)
-            for f in Fill.objects.filter(account=account).select_related("order__instrument")[:RECENT]
+            for f in Fill.objects.filter(account=account).select_related("order__instrument")[
+                :RECENT
+            ]
         ]
         snapshot["orders"] = [
             realtime.order_payload(o)

@@ -14,10 +14,19 @@ pytestmark = pytest.mark.django_db
 
 
 def a_decision() -> DecisionLog:
-    return decision_record(bar_ts=T0, account="paper", instrument="BTC-USD", strategy="sma_cross",
-                           strategy_params={"fast": 10}, inputs={"close": "100"}, signal="enter_long",
-                           mode="NORMAL", checks=[{"name": "mode_gate", "passed": True, "detail": "",
-                                                   "values": {}}], action="buy", order_ids=["tb-1"])
+    return decision_record(
+        bar_ts=T0,
+        account="paper",
+        instrument="BTC-USD",
+        strategy="sma_cross",
+        strategy_params={"fast": 10},
+        inputs={"close": "100"},
+        signal="enter_long",
+        mode="NORMAL",
+        checks=[{"name": "mode_gate", "passed": True, "detail": "", "values": {}}],
+        action="buy",
+        order_ids=["tb-1"],
+    )
 
 
 @pytest.mark.parametrize(
@@ -30,7 +39,11 @@ def a_decision() -> DecisionLog:
 def test_decision_log_when_raw_update_or_delete_then_database_refuses(sql: str) -> None:
     decision = a_decision()
 
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute(sql, [decision.pk])
 
     assert DecisionLog.objects.get(pk=decision.pk).action == "buy"
@@ -63,11 +76,22 @@ def test_decision_log_when_superuser_role_then_still_refused() -> None:
 
 
 def test_decision_log_when_checks_fail_then_outcome_and_failed_names_recorded() -> None:
-    decision = decision_record(bar_ts=T0, account="paper", instrument="BTC-USD", strategy="sma_cross",
-                               strategy_params={}, inputs={}, signal="enter_long", mode="PAUSE",
-                               checks=[{"name": "mode_gate", "passed": False, "detail": "pause", "values": {}},
-                                       {"name": "max_position", "passed": True, "detail": "", "values": {}}],
-                               action="denied", order_ids=["tb-2"])
+    decision = decision_record(
+        bar_ts=T0,
+        account="paper",
+        instrument="BTC-USD",
+        strategy="sma_cross",
+        strategy_params={},
+        inputs={},
+        signal="enter_long",
+        mode="PAUSE",
+        checks=[
+            {"name": "mode_gate", "passed": False, "detail": "pause", "values": {}},
+            {"name": "max_position", "passed": True, "detail": "", "values": {}},
+        ],
+        action="denied",
+        order_ids=["tb-2"],
+    )
 
     assert decision.check_result == "failed"
     assert decision.failed_checks == ["mode_gate"]

@@ -75,9 +75,28 @@ class CeleryWorker:
         self.log_path = self.log_dir / f"worker-{self._starts}.log"
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            [sys.executable, "-m", "celery", "-A", "tradebot", "worker", "-Q", CeleryQueue.EXECUTION.value,
-             "-P", "solo", "-l", "INFO", "-n", self.hostname, "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tradebot",
+                "worker",
+                "-Q",
+                CeleryQueue.EXECUTION.value,
+                "-P",
+                "solo",
+                "-l",
+                "INFO",
+                "-n",
+                self.hostname,
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -88,7 +107,9 @@ class CeleryWorker:
             if app.control.ping(destination=[self.hostname], timeout=0.5):
                 return
         self.stop()
-        raise RuntimeError(f"the celery worker did not answer ping within {timeout:.0f}s:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"the celery worker did not answer ping within {timeout:.0f}s:\n{self.log_tail()}"
+        )
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Warm shutdown (SIGTERM: finish the current task), SIGKILL if it does not end in time."""
@@ -139,8 +160,14 @@ def worker(execution_worker: CeleryWorker, transactional_db: None) -> CeleryWork
     return execution_worker
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: float = 0.02,
-             what: str = "condition", worker: CeleryWorker | None = None) -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.02,
+    what: str = "condition",
+    worker: CeleryWorker | None = None,
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with the worker's log otherwise."""
     deadline = time.monotonic() + timeout
     while True:
@@ -149,5 +176,7 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 20.0, interval: f
             return value
         if time.monotonic() > deadline:
             tail = worker.log_tail() if worker else ""
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n--- worker log ---\n{tail}")
+            pytest.fail(
+                f"timed out after {timeout:.0f}s waiting for {what}\n--- worker log ---\n{tail}"
+            )
         time.sleep(interval)

@@ -45,13 +45,22 @@ IN_FLIGHT = (OrderStatus.INITIALIZED.value, OrderStatus.SUBMITTED.value)
 
 
 def _signal(action: SignalAction, price: Decimal, ts: datetime = T0) -> Signal:
-    return Signal(instrument=SYMBOL, ts=ts, action=action, price=price, inputs={"test": "integration"})
+    return Signal(
+        instrument=SYMBOL, ts=ts, action=action, price=price, inputs={"test": "integration"}
+    )
 
 
-def _decide(account: Account, action: SignalAction, price: Decimal = Decimal("7422.00"),
-            ts: datetime = T0) -> Order:
-    outcome = decision_make(account=account, signal=_signal(action, price, ts), strategy="sma_cross",
-                            strategy_params=PARAMS, stake=STAKE, source="integration-test")
+def _decide(
+    account: Account, action: SignalAction, price: Decimal = Decimal("7422.00"), ts: datetime = T0
+) -> Order:
+    outcome = decision_make(
+        account=account,
+        signal=_signal(action, price, ts),
+        strategy="sma_cross",
+        strategy_params=PARAMS,
+        stake=STAKE,
+        source="integration-test",
+    )
     assert outcome.order is not None, f"no order decided: {outcome.decision.inputs}"
     return outcome.order
 
@@ -67,12 +76,24 @@ def _sent_events(order: Order) -> list[AuditEvent]:
 
 
 def _pause() -> None:
-    system_mode_set(mode=SystemMode.PAUSE, actor="integration-test", source=ModeSource.SYSTEM,
-                    reason="pause while an order waits in the queue")
+    system_mode_set(
+        mode=SystemMode.PAUSE,
+        actor="integration-test",
+        source=ModeSource.SYSTEM,
+        reason="pause while an order waits in the queue",
+    )
 
 
 def _bar(ts: datetime, price: Decimal) -> Bar:
-    return Bar(instrument=SYMBOL, ts=ts, open=price, high=price, low=price, close=price, volume=Decimal(100))
+    return Bar(
+        instrument=SYMBOL,
+        ts=ts,
+        open=price,
+        high=price,
+        low=price,
+        close=price,
+        volume=Decimal(100),
+    )
 
 
 def test_order_send_when_delivered_three_times_then_sends_exactly_one_order(worker: CeleryWorker):
@@ -87,9 +108,14 @@ def test_order_send_when_delivered_three_times_then_sends_exactly_one_order(work
     order_send_task.apply_async(kwargs={"order_id": order.pk}, task_id=task_id)
 
     # Assert
-    wait_for(lambda: _settled(order), what=f"order {order.client_order_id} to settle", worker=worker)
-    wait_for(lambda: worker.log_tail(10_000).count(f"trading.order_send[{task_id}] succeeded") == 2,
-             what="both redeliveries to run", worker=worker)
+    wait_for(
+        lambda: _settled(order), what=f"order {order.client_order_id} to settle", worker=worker
+    )
+    wait_for(
+        lambda: worker.log_tail(10_000).count(f"trading.order_send[{task_id}] succeeded") == 2,
+        what="both redeliveries to run",
+        worker=worker,
+    )
     order.refresh_from_db()
     assert order.status == OrderStatus.ACCEPTED
     assert order.broker_order_id == f"paper-{order.client_order_id}"
@@ -97,9 +123,9 @@ def test_order_send_when_delivered_three_times_then_sends_exactly_one_order(work
     sent = _sent_events(order)
     assert len(sent) == 1, [e.data for e in sent]
     assert sent[0].data["broker_order_id"] == order.broker_order_id
-    assert list(Order.objects.filter(account=account).values_list("broker_order_id", flat=True)) == [
-        order.broker_order_id
-    ]
+    assert list(
+        Order.objects.filter(account=account).values_list("broker_order_id", flat=True)
+    ) == [order.broker_order_id]
 
 
 def test_order_send_when_mode_paused_before_task_consumed_then_denies_order(worker: CeleryWorker):
@@ -113,7 +139,9 @@ def test_order_send_when_mode_paused_before_task_consumed_then_denies_order(work
 
     # Act: the task is consumed only now, in PAUSE.
     worker.start()
-    wait_for(lambda: _settled(order), what=f"order {order.client_order_id} to settle", worker=worker)
+    wait_for(
+        lambda: _settled(order), what=f"order {order.client_order_id} to settle", worker=worker
+    )
 
     # Assert: denied at the last moment, nothing sent.
     order.refresh_from_db()
@@ -121,7 +149,12 @@ def test_order_send_when_mode_paused_before_task_consumed_then_denies_order(work
     assert "mode pause" in order.status_reason
     assert order.broker_order_id is None
     assert _sent_events(order) == []
-    assert AuditEvent.objects.filter(action="order.denied_at_send", target=order.client_order_id).count() == 1
+    assert (
+        AuditEvent.objects.filter(
+            action="order.denied_at_send", target=order.client_order_id
+        ).count()
+        == 1
+    )
 
 
 def test_order_send_when_paused_and_order_reduces_exposure_then_sends_it(worker: CeleryWorker):
@@ -167,14 +200,22 @@ def test_engine_when_sma_cross_enters_then_worker_sends_and_next_bar_fills(worke
     assert entry + 1 < len(bars)
     account = account_get_or_create(name="integration-engine")
     starting_cash = account.cash
-    engine = Engine(account=account, strategy_factory=lambda: SmaCross(**PARAMS), strategy_name="sma_cross",
-                    strategy_params=PARAMS, stake=STAKE)
+    engine = Engine(
+        account=account,
+        strategy_factory=lambda: SmaCross(**PARAMS),
+        strategy_name="sma_cross",
+        strategy_params=PARAMS,
+        stake=STAKE,
+    )
 
     # Act: the live loop, waiting for the asynchronous send before the next bar.
     for bar in bars[: entry + 2]:
         engine.on_bar(bar)
-        wait_for(lambda: not Order.objects.filter(account=account, status__in=IN_FLIGHT).exists(),
-                 what="the worker to send the order", worker=worker)
+        wait_for(
+            lambda: not Order.objects.filter(account=account, status__in=IN_FLIGHT).exists(),
+            what="the worker to send the order",
+            worker=worker,
+        )
 
     # Assert: one order, decided on the entry bar, sent by the worker, filled at the next open.
     decided, filler = bars[entry], bars[entry + 1]
@@ -197,7 +238,9 @@ def test_engine_when_sma_cross_enters_then_worker_sends_and_next_bar_fills(worke
     position = Position.objects.get(account=account, instrument__symbol=SYMBOL)
     assert position.quantity == expected_qty
     account.refresh_from_db()
-    expected_cash = (starting_cash - notional - expected_fee).quantize(Q12, rounding=ROUND_HALF_EVEN)
+    expected_cash = (starting_cash - notional - expected_fee).quantize(
+        Q12, rounding=ROUND_HALF_EVEN
+    )
     assert account.cash == expected_cash
     assert account.fees_paid == expected_fee
 

@@ -29,7 +29,11 @@ def test_bars_store_when_file_imported_twice_then_rows_stored_once_exactly() -> 
     assert Bar.objects.count() == 2447
     stored = Bar.objects.filter(instrument__symbol="LTC-USD").order_by("ts").first()
     assert (stored.ts, stored.open, stored.close, stored.volume) == (
-        bars[0].ts, bars[0].open, bars[0].close, bars[0].volume)
+        bars[0].ts,
+        bars[0].open,
+        bars[0].close,
+        bars[0].volume,
+    )
 
 
 def test_bars_store_when_exponent_prices_then_exact_decimals() -> None:
@@ -40,7 +44,9 @@ def test_bars_store_when_exponent_prices_then_exact_decimals() -> None:
     assert Bar.objects.get().close == D("0.0000533")
 
 
-def test_import_bars_when_bad_rows_then_rejected_counted_with_file_and_line(tmp_path: Path, capsys) -> None:
+def test_import_bars_when_bad_rows_then_rejected_counted_with_file_and_line(
+    tmp_path: Path, capsys
+) -> None:
     path = tmp_path / "ETH-USD_1m_test.csv"
     path.write_text(
         HEADER
@@ -65,8 +71,13 @@ def test_import_bars_when_bad_rows_then_rejected_counted_with_file_and_line(tmp_
     status = FeedStatus.objects.get(feed="test-import")
     assert status.bars_accepted == 2
     assert status.bars_rejected == 5
-    assert status.rejections == {"high_below_low": 1, "nan": 1, "out_of_order_timestamp": 1,
-                                 "negative_volume": 1, "duplicate_timestamp": 1}
+    assert status.rejections == {
+        "high_below_low": 1,
+        "nan": 1,
+        "out_of_order_timestamp": 1,
+        "negative_volume": 1,
+        "duplicate_timestamp": 1,
+    }
 
 
 def test_import_bars_when_file_missing_then_command_error_names_it(tmp_path: Path) -> None:

@@ -11,9 +11,12 @@ pytestmark = pytest.mark.django_db
 
 
 def samples(body: str, name: str) -> dict[str, float]:
-    return {s.labels.get("feed", ""): s.value
-            for family in text_string_to_metric_families(body) if family.name == name
-            for s in family.samples}
+    return {
+        s.labels.get("feed", ""): s.value
+        for family in text_string_to_metric_families(body)
+        if family.name == name
+        for s in family.samples
+    }
 
 
 def test_metrics_when_feed_updated_then_data_feed_last_update_is_its_unix_time(client) -> None:

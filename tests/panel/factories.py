@@ -12,7 +12,12 @@ from apps.marketdata.services import feed_status_update, instrument_get_or_creat
 from apps.trading.domain.orders import Fill as FillValue
 from apps.trading.domain.values import Side
 from apps.trading.models import Account, Order
-from apps.trading.services import account_get_or_create, fill_apply, mark_to_market, new_client_order_id
+from apps.trading.services import (
+    account_get_or_create,
+    fill_apply,
+    mark_to_market,
+    new_client_order_id,
+)
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 
@@ -75,7 +80,15 @@ def trading_history_create(*, points: int = 120) -> Account:
         )
     )
     _order(account, "ETH-USD", "sell", "0.6", "accepted", 200, order_type="limit", limit="3550")
-    _order(account, "BTC-USD", "buy", "0.2", "denied", 150, reason="max_order_notional: 12250.10 > 5000")
+    _order(
+        account,
+        "BTC-USD",
+        "buy",
+        "0.2",
+        "denied",
+        150,
+        reason="max_order_notional: 12250.10 > 5000",
+    )
 
     # A wavy equity curve with a drawdown in the middle.
     btc, eth = Decimal("61250.5"), Decimal("3390.25")
@@ -98,7 +111,14 @@ def trading_history_create(*, points: int = 120) -> Account:
             "3401.5",
             "enter_long",
             "denied",
-            [{"name": "max_order_notional", "passed": False, "detail": "12250.10 > 5000", "values": {}}],
+            [
+                {
+                    "name": "max_order_notional",
+                    "passed": False,
+                    "detail": "12250.10 > 5000",
+                    "values": {},
+                }
+            ],
         ),
         (
             "BTC-USD",
@@ -123,6 +143,9 @@ def trading_history_create(*, points: int = 120) -> Account:
         )
     feed_status_update(feed="replay:BTC-USD_5m", last_bar_ts=bar_ts, accepted=points)
     feed_status_update(
-        feed="replay:ETH-USD_5m", last_bar_ts=bar_ts, accepted=points, rejected={"high_below_low": 2}
+        feed="replay:ETH-USD_5m",
+        last_bar_ts=bar_ts,
+        accepted=points,
+        rejected={"high_below_low": 2},
     )
     return account

@@ -65,7 +65,9 @@ class _TestDatabaseDaphneProcess(DaphneProcess):
     """
 
     def __init__(self, host, get_application, kwargs=None, setup=None, teardown=None, port=None):
-        super().__init__(host, get_application, kwargs=kwargs, setup=None, teardown=teardown, port=port)
+        super().__init__(
+            host, get_application, kwargs=kwargs, setup=None, teardown=teardown, port=port
+        )
 
 
 @pytest.mark.browser
@@ -76,7 +78,8 @@ class OverviewBrowserTests(ChannelsLiveServerTestCase):
     @classmethod
     def setUpClass(cls) -> None:
         _require(
-            os.path.exists(CHROMIUM) and shutil.which(CHROMIUM) is not None, "needs Debian package chromium"
+            os.path.exists(CHROMIUM) and shutil.which(CHROMIUM) is not None,
+            "needs Debian package chromium",
         )
         try:
             import playwright.sync_api  # noqa: F401
@@ -105,7 +108,8 @@ class OverviewBrowserTests(ChannelsLiveServerTestCase):
                     "console",
                     lambda msg: (
                         errors.append(msg.text)
-                        if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+                        if msg.type == "error"
+                        and not msg.text.startswith("Failed to load resource")
                         else None
                     ),
                 )

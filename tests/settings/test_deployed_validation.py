@@ -18,8 +18,14 @@ GOOD_DB = "postgres://tradebot:s3cret-Pa55word-xyz@127.0.0.1:5432/tradebot"
 
 
 def config(**overrides: object) -> DeployedConfig:
-    values: dict[str, object] = {"environment": "prod", "debug": False, "secret_key": GOOD_KEY,
-                                 "database_url": GOOD_DB, "allowed_hosts": ["bot.example.com"], "env_file": None}
+    values: dict[str, object] = {
+        "environment": "prod",
+        "debug": False,
+        "secret_key": GOOD_KEY,
+        "database_url": GOOD_DB,
+        "allowed_hosts": ["bot.example.com"],
+        "env_file": None,
+    }
     values.update(overrides)
     return DeployedConfig(**values)  # type: ignore[arg-type]
 
@@ -34,16 +40,27 @@ def test_problems_when_configuration_is_good_then_none() -> None:
         ({"debug": True}, "DEBUG is on in prod: set DJANGO_DEBUG=false"),
         ({"secret_key": ""}, "DJANGO_SECRET_KEY is missing"),
         ({"secret_key": "changeme"}, "DJANGO_SECRET_KEY is a default or weak value"),
-        ({"secret_key": "django-insecure-" + "x" * 60}, "DJANGO_SECRET_KEY is a default or weak value"),
+        (
+            {"secret_key": "django-insecure-" + "x" * 60},
+            "DJANGO_SECRET_KEY is a default or weak value",
+        ),
         ({"secret_key": "short-but-random-Kq8"}, "DJANGO_SECRET_KEY is a default or weak value"),
         ({"database_url": ""}, "DATABASE_URL is missing"),
-        ({"database_url": "postgres://tradebot@127.0.0.1/tradebot"}, "DATABASE_URL has no password or a default"),
-        ({"database_url": "postgres://postgres:postgres@db/tradebot"}, "DATABASE_URL has no password or a default"),
+        (
+            {"database_url": "postgres://tradebot@127.0.0.1/tradebot"},
+            "DATABASE_URL has no password or a default",
+        ),
+        (
+            {"database_url": "postgres://postgres:postgres@db/tradebot"},
+            "DATABASE_URL has no password or a default",
+        ),
         ({"allowed_hosts": []}, "DJANGO_ALLOWED_HOSTS must list"),
         ({"allowed_hosts": ["*"]}, "DJANGO_ALLOWED_HOSTS must list"),
     ],
 )
-def test_problems_when_one_value_is_bad_then_it_is_named_with_the_fix(overrides: dict, expected: str) -> None:
+def test_problems_when_one_value_is_bad_then_it_is_named_with_the_fix(
+    overrides: dict, expected: str
+) -> None:
     found = problems(config(**overrides))
 
     assert len(found) == 1
@@ -51,14 +68,18 @@ def test_problems_when_one_value_is_bad_then_it_is_named_with_the_fix(overrides:
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
-def test_problems_when_env_file_readable_by_others_then_chmod_600_asked(tmp_path: Path, mode: int) -> None:
+def test_problems_when_env_file_readable_by_others_then_chmod_600_asked(
+    tmp_path: Path, mode: int
+) -> None:
     env_file = tmp_path / ".env.prod"
     env_file.write_text("DJANGO_DEBUG=false\n")
     env_file.chmod(mode)
 
     found = problems(config(env_file=env_file))
 
-    assert found == [f"{env_file} is readable by group or others (mode {mode:04o}): run `chmod 600 {env_file}`"]
+    assert found == [
+        f"{env_file} is readable by group or others (mode {mode:04o}): run `chmod 600 {env_file}`"
+    ]
 
 
 def test_problems_when_env_file_is_600_then_accepted(tmp_path: Path) -> None:
@@ -70,16 +91,30 @@ def test_problems_when_env_file_is_600_then_accepted(tmp_path: Path) -> None:
 
 
 def run_manage(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "ENV_FILE"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "ENV_FILE"))
+    }
     env.update({"ENVIRONMENT": "prod", "ENV_FILE": str(env_file)})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def write_env(path: Path, mode: int = 0o600, **values: str) -> Path:
-    base = {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": GOOD_KEY, "DATABASE_URL": GOOD_DB,
-            "DJANGO_ALLOWED_HOSTS": "bot.example.com", "REDIS_URL": "redis://127.0.0.1:6379/1"}
+    base = {
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": GOOD_KEY,
+        "DATABASE_URL": GOOD_DB,
+        "DJANGO_ALLOWED_HOSTS": "bot.example.com",
+        "REDIS_URL": "redis://127.0.0.1:6379/1",
+    }
     base.update(values)
     path.write_text("".join(f"{k}={v}\n" for k, v in base.items()))
     path.chmod(mode)
@@ -87,7 +122,9 @@ def write_env(path: Path, mode: int = 0o600, **values: str) -> Path:
 
 
 def test_check_deploy_when_prod_env_is_valid_then_clean(tmp_path: Path) -> None:
-    result = run_manage(write_env(tmp_path / ".env.prod"), "check", "--deploy", "--fail-level", "WARNING")
+    result = run_manage(
+        write_env(tmp_path / ".env.prod"), "check", "--deploy", "--fail-level", "WARNING"
+    )
 
     assert result.returncode == 0, result.stderr
     assert "System check identified no issues" in result.stdout
@@ -114,11 +151,27 @@ def test_prod_start_when_configuration_bad_then_refuses_naming_problem(
 
 def test_env_file_when_os_environment_sets_same_variable_then_os_wins(tmp_path: Path) -> None:
     env_file = write_env(tmp_path / ".env.prod", DJANGO_ALLOWED_HOSTS="from-file.example.com")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "ENV_FILE"))}
-    env.update({"ENVIRONMENT": "prod", "ENV_FILE": str(env_file), "DJANGO_ALLOWED_HOSTS": "from-os.example.com"})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "ENV_FILE"))
+    }
+    env.update(
+        {
+            "ENVIRONMENT": "prod",
+            "ENV_FILE": str(env_file),
+            "DJANGO_ALLOWED_HOSTS": "from-os.example.com",
+        }
+    )
     code = "import django; django.setup(); from django.conf import settings; print(settings.ALLOWED_HOSTS)"
-    result = subprocess.run([sys.executable, "-c", "from tradebot.env import setup_settings_module as s; s(); " + code],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", "from tradebot.env import setup_settings_module as s; s(); " + code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['from-os.example.com']"
@@ -129,16 +182,32 @@ def test_env_file_when_os_environment_sets_same_variable_then_os_wins(tmp_path: 
     [
         ("REPLAY_SPEED", "fast", "configuration error: REPLAY_SPEED='fast' is not a valid float"),
         ("REPLAY_SPEED", "-1", "configuration error: REPLAY_SPEED='-1' must be >= 0"),
-        ("DJANGO_DEBUG", "maybe", "configuration error: DJANGO_DEBUG='maybe' is not a boolean: use true or false"),
+        (
+            "DJANGO_DEBUG",
+            "maybe",
+            "configuration error: DJANGO_DEBUG='maybe' is not a boolean: use true or false",
+        ),
         ("PAPER_FEE_RATE", "1%", "configuration error: PAPER_FEE_RATE='1%' is not a valid decimal"),
-        ("ENVIRONMENT", "production", "configuration error: ENVIRONMENT='production' is not one of"),
+        (
+            "ENVIRONMENT",
+            "production",
+            "configuration error: ENVIRONMENT='production' is not one of",
+        ),
     ],
 )
-def test_manage_when_env_value_bad_then_one_line_error_and_exit_2(name: str, value: str, expected: str) -> None:
+def test_manage_when_env_value_bad_then_one_line_error_and_exit_2(
+    name: str, value: str, expected: str
+) -> None:
     env = dict(os.environ, ENVIRONMENT="dev")
     env[name] = value
-    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert result.returncode == 2
     assert result.stderr.startswith(expected)

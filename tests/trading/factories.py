@@ -14,11 +14,16 @@ from apps.trading.services import account_get_or_create, new_client_order_id
 T0 = datetime(2018, 4, 4, 12, 0, tzinfo=UTC)
 
 
-def paper_account(cash: str = "10000", *, max_order: str = "5000", max_position: str = "20000") -> Account:
+def paper_account(
+    cash: str = "10000", *, max_order: str = "5000", max_position: str = "20000"
+) -> Account:
     account = account_get_or_create(name="paper", starting_cash=Decimal(cash))
     RiskLimit.objects.update_or_create(
         account=account,
-        defaults={"max_order_notional": Decimal(max_order), "max_position_notional": Decimal(max_position)},
+        defaults={
+            "max_order_notional": Decimal(max_order),
+            "max_position_notional": Decimal(max_position),
+        },
     )
     return account
 
@@ -27,10 +32,22 @@ def instrument(symbol: str = "BTC-USD") -> Instrument:
     return instrument_get_or_create(symbol=symbol)
 
 
-def accepted_order(account: Account, inst: Instrument, *, side: str = "buy", quantity: str = "2",
-                   decision_ts: datetime = T0) -> Order:
+def accepted_order(
+    account: Account,
+    inst: Instrument,
+    *,
+    side: str = "buy",
+    quantity: str = "2",
+    decision_ts: datetime = T0,
+) -> Order:
     return Order.objects.create(
-        account=account, instrument=inst, client_order_id=new_client_order_id(), side=side,
-        order_type="market", quantity=Decimal(quantity), status="accepted",
-        broker_order_id=f"paper-{new_client_order_id()}", decision_bar_ts=decision_ts,
+        account=account,
+        instrument=inst,
+        client_order_id=new_client_order_id(),
+        side=side,
+        order_type="market",
+        quantity=Decimal(quantity),
+        status="accepted",
+        broker_order_id=f"paper-{new_client_order_id()}",
+        decision_bar_ts=decision_ts,
     )

@@ -36,8 +36,13 @@ def eager_celery(settings):
 
 
 def engine_for(account: Account) -> Engine:
-    return Engine(account=account, strategy_factory=lambda: build_strategy("sma_cross", PARAMS),
-                  strategy_name="sma_cross", strategy_params=PARAMS, stake=D("1000"))
+    return Engine(
+        account=account,
+        strategy_factory=lambda: build_strategy("sma_cross", PARAMS),
+        strategy_name="sma_cross",
+        strategy_params=PARAMS,
+        stake=D("1000"),
+    )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -72,9 +72,7 @@ TEMPLATES = [
 # PostgreSQL is the system of record; there is no SQLite fallback on purpose
 # (SQLite ignores select_for_update and stores decimals differently).
 DATABASES = {
-    "default": env.db(
-        "DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/tradebot"
-    )
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/tradebot")
 }
 DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)

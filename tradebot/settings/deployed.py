@@ -23,9 +23,7 @@ _problems = problems(
     )
 )
 if _problems:
-    raise ImproperlyConfigured(
-        f"refusing to start in {ENVIRONMENT.value}: " + "; ".join(_problems)
-    )
+    raise ImproperlyConfigured(f"refusing to start in {ENVIRONMENT.value}: " + "; ".join(_problems))
 
 # nginx terminates TLS in front of the app (docker/nginx).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,8 +1,9 @@
 """dev: the embedded or local services, replayed data, the paper broker only."""
 
+from tradebot.env import env_bool
+
 from .base import *  # noqa: F403
 from .base import env
-from tradebot.env import env_bool
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
 # A dev-only key: deployed settings refuse anything like it.

@@ -19,7 +19,11 @@ from apps.trading.venues.base import VenueAck
 
 # SUBMITTED is on the book too: for the paper broker, "sent" and "received" are the
 # same instant, and a fill may overtake the ack (SUBMITTED -> FILLED is a legal edge).
-WORKING = (OrderStatus.SUBMITTED.value, OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value)
+WORKING = (
+    OrderStatus.SUBMITTED.value,
+    OrderStatus.ACCEPTED.value,
+    OrderStatus.PARTIALLY_FILLED.value,
+)
 
 
 class PaperVenue:

@@ -256,7 +256,8 @@ def test_read_bars_when_gzip_truncated_mid_file_then_market_data_error(tmp_path)
         list(read_bars(path))
 
     assert str(path) in info.value.message
-    assert info.value.line is not None and info.value.line > 2
+    assert info.value.line is not None
+    assert info.value.line > 2
 
 
 @needs_data

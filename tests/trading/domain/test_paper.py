@@ -20,6 +20,8 @@ STEP = timedelta(minutes=5)
 def tid(coid: str, n: int) -> str:
     """The trade id of ``coid``'s fill on bar ``n`` (keyed by the bar's open time)."""
     return f"paper-{coid}-{int((T0 + n * STEP).timestamp())}"
+
+
 S = OrderStatus
 
 

@@ -20,20 +20,39 @@ PARAMS = {"fast": 10, "slow": 30}
 
 
 def signal(action: SignalAction, price: str = "100", symbol: str = "BTC-USD") -> Signal:
-    return Signal(instrument=symbol, ts=T0, action=action, price=D(price),
-                  inputs={"fast_sma": "101", "slow_sma": "99"})
+    return Signal(
+        instrument=symbol,
+        ts=T0,
+        action=action,
+        price=D(price),
+        inputs={"fast_sma": "101", "slow_sma": "99"},
+    )
 
 
 def decide(account, action=SignalAction.ENTER_LONG, price="100", stake="1000"):  # noqa: ANN001, ANN201
-    return decision_make(account=account, signal=signal(action, price), strategy="sma_cross",
-                         strategy_params=PARAMS, stake=D(stake))
+    return decision_make(
+        account=account,
+        signal=signal(action, price),
+        strategy="sma_cross",
+        strategy_params=PARAMS,
+        stake=D(stake),
+    )
 
 
 def hold_long(account, qty: str = "5") -> None:  # noqa: ANN001
     order = accepted_order(account, instrument(), quantity=qty)
-    fill_apply(fill=FillValue(trade_id=f"seed-{qty}", client_order_id=order.client_order_id,
-                              instrument="BTC-USD", side=Side.BUY, quantity=D(qty), price=D("100"),
-                              fee=D(0), ts=T0))
+    fill_apply(
+        fill=FillValue(
+            trade_id=f"seed-{qty}",
+            client_order_id=order.client_order_id,
+            instrument="BTC-USD",
+            side=Side.BUY,
+            quantity=D(qty),
+            price=D("100"),
+            fee=D(0),
+            ts=T0,
+        )
+    )
 
 
 def test_decision_when_normal_and_within_limits_then_order_initialized_and_send_enqueued(
@@ -53,7 +72,11 @@ def test_decision_when_normal_and_within_limits_then_order_initialized_and_send_
     assert decision.action == "buy"
     assert decision.check_result == "passed"
     assert decision.order_ids == [order.client_order_id]
-    assert {c["name"] for c in decision.checks} >= {"mode_gate", "max_order_notional", "max_position"}
+    assert {c["name"] for c in decision.checks} >= {
+        "mode_gate",
+        "max_order_notional",
+        "max_position",
+    }
     assert decision.inputs["close"] == "100"
     # enqueue of the execution task + panel broadcasts, all after commit
     assert len(callbacks) >= 1

@@ -15,9 +15,19 @@ from tests.trading.factories import T0, accepted_order, instrument, paper_accoun
 pytestmark = pytest.mark.django_db
 
 
-def fill(order: Order, trade_id: str, qty: str, price: str, fee: str, side: Side = Side.BUY) -> FillValue:
-    return FillValue(trade_id=trade_id, client_order_id=order.client_order_id, instrument=order.instrument.symbol,
-                     side=side, quantity=D(qty), price=D(price), fee=D(fee), ts=T0 + timedelta(minutes=1))
+def fill(
+    order: Order, trade_id: str, qty: str, price: str, fee: str, side: Side = Side.BUY
+) -> FillValue:
+    return FillValue(
+        trade_id=trade_id,
+        client_order_id=order.client_order_id,
+        instrument=order.instrument.symbol,
+        side=side,
+        quantity=D(qty),
+        price=D(price),
+        fee=D(fee),
+        ts=T0 + timedelta(minutes=1),
+    )
 
 
 def test_fill_apply_when_same_trade_id_twice_then_second_changes_nothing() -> None:
@@ -97,7 +107,9 @@ def test_mark_to_market_when_price_moves_then_equity_and_drawdown_follow() -> No
     fill_apply(fill=fill(order, "M1", "2", "100", "0"))
 
     up = mark_to_market(account=account, prices={inst.symbol: D("150")}, ts=T0)
-    down = mark_to_market(account=account, prices={inst.symbol: D("75")}, ts=T0 + timedelta(minutes=1))
+    down = mark_to_market(
+        account=account, prices={inst.symbol: D("75")}, ts=T0 + timedelta(minutes=1)
+    )
 
     # cash 800; equity 800 + 2*150 = 1100 (peak), then 800 + 2*75 = 950
     assert up.equity == D("1100")

@@ -9,15 +9,19 @@ from decimal import Decimal
 
 from tradebot.env import BASE_DIR, env, env_bool, env_number
 
-RISK_CEILING_MAX_ORDER_NOTIONAL = env_number("RISK_CEILING_MAX_ORDER_NOTIONAL", Decimal("100000"), Decimal,
-                                             minimum=0)
-RISK_CEILING_MAX_POSITION_NOTIONAL = env_number("RISK_CEILING_MAX_POSITION_NOTIONAL", Decimal("250000"),
-                                                Decimal, minimum=0)
+RISK_CEILING_MAX_ORDER_NOTIONAL = env_number(
+    "RISK_CEILING_MAX_ORDER_NOTIONAL", Decimal("100000"), Decimal, minimum=0
+)
+RISK_CEILING_MAX_POSITION_NOTIONAL = env_number(
+    "RISK_CEILING_MAX_POSITION_NOTIONAL", Decimal("250000"), Decimal, minimum=0
+)
 
 # Paper broker
 PAPER_FEE_RATE = env_number("PAPER_FEE_RATE", Decimal("0.001"), Decimal, minimum=0)
 PAPER_SLIPPAGE_BPS = env_number("PAPER_SLIPPAGE_BPS", Decimal("0"), Decimal, minimum=0)
-PAPER_VOLUME_PARTICIPATION = env_number("PAPER_VOLUME_PARTICIPATION", Decimal("0.1"), Decimal, minimum=0)
+PAPER_VOLUME_PARTICIPATION = env_number(
+    "PAPER_VOLUME_PARTICIPATION", Decimal("0.1"), Decimal, minimum=0
+)
 PAPER_STARTING_CASH = env_number("PAPER_STARTING_CASH", Decimal("100000"), Decimal, minimum=0)
 
 # Engine

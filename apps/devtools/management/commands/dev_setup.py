@@ -20,7 +20,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--username", default="admin")
-        parser.add_argument("--password-file", default=str(Path(settings.BASE_DIR) / "var" / "dev-admin.txt"))
+        parser.add_argument(
+            "--password-file", default=str(Path(settings.BASE_DIR) / "var" / "dev-admin.txt")
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         username = options["username"]
@@ -30,7 +32,9 @@ class Command(BaseCommand):
         if user is None or not password_file.exists():
             password = secrets.token_urlsafe(12)
             if user is None:
-                user = user_model.objects.create_superuser(username=username, email="", password=password)
+                user = user_model.objects.create_superuser(
+                    username=username, email="", password=password
+                )
             else:
                 user.set_password(password)
                 user.save(update_fields=["password"])
@@ -41,6 +45,9 @@ class Command(BaseCommand):
         account = account_get_or_create(name=settings.ENGINE_ACCOUNT)
         RiskLimit.objects.get_or_create(
             account=account,
-            defaults={"max_order_notional": Decimal("5000"), "max_position_notional": Decimal("20000")},
+            defaults={
+                "max_order_notional": Decimal("5000"),
+                "max_position_notional": Decimal("20000"),
+            },
         )
         self.stdout.write(f"login: http://127.0.0.1:8000/  user {username}  password {password}")

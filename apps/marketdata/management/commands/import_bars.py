@@ -20,8 +20,10 @@ BATCH = 20_000
 def timeframe_label(path: Path) -> str:
     step = timeframe_from_path(path)
     if step is None:
-        raise CommandError(f"{path}: no timeframe in the file name (expected e.g. BTC-USD_1m_venue.csv): "
-                           "pass --timeframe")
+        raise CommandError(
+            f"{path}: no timeframe in the file name (expected e.g. BTC-USD_1m_venue.csv): "
+            "pass --timeframe"
+        )
     seconds = int(step.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
@@ -39,7 +41,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("files", nargs="+", metavar="CSV")
-        parser.add_argument("--timeframe", help="bar timeframe label, e.g. 1m (default: from the file name)")
+        parser.add_argument(
+            "--timeframe", help="bar timeframe label, e.g. 1m (default: from the file name)"
+        )
         parser.add_argument("--feed", default="import", help="feed name for the freshness record")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -49,7 +53,7 @@ class Command(BaseCommand):
             timeframe = options["timeframe"] or timeframe_label(path)
             rejected: Counter[str] = Counter()
 
-            def on_reject(r: Rejection) -> None:
+            def on_reject(r: Rejection, rejected: Counter[str] = rejected) -> None:
                 rejected[r.reason] += 1
                 self.stderr.write(f"{r.source}:{r.line}: rejected ({r.reason}): {r.raw[:100]}")
 
@@ -65,8 +69,12 @@ class Command(BaseCommand):
                         progress.update(len(batch))
             except MarketDataError as exc:
                 raise CommandError(str(exc)) from exc
-            feed_status_update(feed=options["feed"], last_bar_ts=last_ts, accepted=read, rejected=rejected)
+            feed_status_update(
+                feed=options["feed"], last_bar_ts=last_ts, accepted=read, rejected=rejected
+            )
             total_new += new
-            self.stdout.write(f"{path}: {read} good bars ({new} new), {sum(rejected.values())} rejected"
-                              + (f" {dict(rejected)}" if rejected else ""))
+            self.stdout.write(
+                f"{path}: {read} good bars ({new} new), {sum(rejected.values())} rejected"
+                + (f" {dict(rejected)}" if rejected else "")
+            )
         self.stdout.write(f"imported {total_new} new bars")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import signal
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +39,30 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--data", action="append", default=None, metavar="CSV",
-                            help="market data file(s) (default: REPLAY_FILES or every CSV in REPLAY_DATA_DIR)")
-        parser.add_argument("--speed", type=float, default=None,
-                            help=f"replay speed, x real time; 0 = as fast as possible (default {settings.REPLAY_SPEED})")
+        parser.add_argument(
+            "--data",
+            action="append",
+            default=None,
+            metavar="CSV",
+            help="market data file(s) (default: REPLAY_FILES or every CSV in REPLAY_DATA_DIR)",
+        )
+        parser.add_argument(
+            "--speed",
+            type=float,
+            default=None,
+            help=f"replay speed, x real time; 0 = as fast as possible (default {settings.REPLAY_SPEED})",
+        )
         parser.add_argument("--no-loop", action="store_true", help="stop at the end of the data")
-        parser.add_argument("--max-bars", type=int, default=None, help="stop after this many live bars")
+        parser.add_argument(
+            "--max-bars", type=int, default=None, help="stop after this many live bars"
+        )
         parser.add_argument("--account", default=settings.ENGINE_ACCOUNT, help="paper account name")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.ENVIRONMENT.is_deployed:
-            raise CommandError("the replay engine runs in dev and test only; staging/prod use live feeds")
+            raise CommandError(
+                "the replay engine runs in dev and test only; staging/prod use live feeds"
+            )
         paths = self._paths(options["data"])
         speed = settings.REPLAY_SPEED if options["speed"] is None else options["speed"]
         if speed < 0:
@@ -83,13 +96,20 @@ class Command(BaseCommand):
                         break
                     engine.warm_up(bar)
                     warm += 1
-                logger.info("resuming after %s (%d bars of warm-up)", resume_after.isoformat(), warm)
-            feed = ReplayFeed(paths, speed=speed, loop=loop, on_reject=engine.on_reject, start=resume_after)
+                logger.info(
+                    "resuming after %s (%d bars of warm-up)", resume_after.isoformat(), warm
+                )
+            feed = ReplayFeed(
+                paths, speed=speed, loop=loop, on_reject=engine.on_reject, start=resume_after
+            )
             self.stdout.write(
                 f"engine: account {account.name}, strategy {settings.ENGINE_STRATEGY} {params}, "
-                f"{len(paths)} file(s) at {speed:g}x" + (f", resuming after {resume_after:%Y-%m-%d %H:%M}Z" if resume_after else "")
+                f"{len(paths)} file(s) at {speed:g}x"
+                + (f", resuming after {resume_after:%Y-%m-%d %H:%M}Z" if resume_after else "")
             )
-            bars = feed if options["max_bars"] is None else itertools.islice(feed, options["max_bars"])
+            bars = (
+                feed if options["max_bars"] is None else itertools.islice(feed, options["max_bars"])
+            )
             count = engine.run(bars)
         except MarketDataError as exc:
             raise CommandError(str(exc)) from exc
