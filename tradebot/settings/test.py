@@ -12,6 +12,7 @@ import hashlib  # noqa: E402
 
 DATABASES["default"]["TEST"] = {  # noqa: F405
     "NAME": f"test_tradebot_{hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]}"  # noqa: F405, S324
+    + env.str("TEST_DB_SUFFIX", default="")  # parallel runs in one checkout
 }
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
