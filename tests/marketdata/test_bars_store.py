@@ -84,3 +84,24 @@ def test_import_bars_when_file_missing_then_command_error_names_it(tmp_path: Pat
     with pytest.raises(CommandError, match="not found"):
         call_command("import_bars", str(tmp_path / "NOPE_1m.csv"))
     assert not Bar.objects.exists()
+
+
+def test_bars_table_when_timescaledb_absent_then_brin_index_on_ts() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
+        timescale = cursor.fetchone() is not None
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'marketdata_bar' "
+            "AND indexname = 'marketdata_bar_ts_brin'"
+        )
+        row = cursor.fetchone()
+
+    if timescale:  # the hypertable partitions on ts instead
+        cursor = connection.cursor()
+        cursor.execute("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'marketdata_bar'")
+        assert cursor.fetchone() is not None
+    else:
+        assert row is not None
+        assert "USING brin (ts)" in row[0]
