@@ -9,17 +9,18 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 # Django must be set up before anything imports models (Channels docs, tutorial part 2).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from apps.panel.ws_auth import OTPAuthMiddlewareStack  # noqa: E402
 from tradebot.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            # Session user + django_otp verification + session limits (apps/panel/ws_auth.py).
+            OTPAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }
 )

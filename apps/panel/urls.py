@@ -1,9 +1,33 @@
+from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from apps.panel.views import OverviewView
+from apps.panel import api, controls, views
 
 app_name = "panel"
 
 urlpatterns = [
-    path("", OverviewView.as_view(), name="overview"),
+    path("", views.OverviewView.as_view(), name="overview"),
+    path("risk/", views.RiskView.as_view(), name="risk"),
+    path("incidents/", views.IncidentListView.as_view(), name="incidents"),
+    path("incidents/<int:incident_id>/", views.IncidentDetailView.as_view(), name="incident"),
+    # Controls: POST only, CSRF, a reason each.
+    path("controls/mode/", controls.ModeSetView.as_view(), name="mode_set"),
+    path("controls/kill/", controls.KillSwitchView.as_view(), name="kill_switch"),
+    path("controls/limits/", controls.RiskLimitSetView.as_view(), name="limits_set"),
+    path(
+        "incidents/<int:incident_id>/report/",
+        controls.IncidentUpdateView.as_view(),
+        name="incident_update",
+    ),
+    path(
+        "incidents/<int:incident_id>/close/",
+        controls.IncidentCloseView.as_view(),
+        name="incident_close",
+    ),
+    path("account/logout/", LogoutView.as_view(), name="logout"),
+    # JSON endpoints for scripts (same login, CSRF and services).
+    path("api/mode", api.ModeSetApi.as_view(), name="api_mode"),
+    path("api/kill", api.KillSwitchApi.as_view(), name="api_kill"),
+    path("api/risk", api.RiskGetApi.as_view(), name="api_risk"),
+    path("api/limits", api.RiskLimitSetApi.as_view(), name="api_limits"),
 ]

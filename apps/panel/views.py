@@ -1,24 +1,33 @@
-"""Control panel pages (server-rendered; live updates arrive over the websocket)."""
+"""Control panel pages (server-rendered; live updates arrive over the websocket).
+
+Every page needs an OTP-verified staff user (VerifiedStaffRequiredMixin). Pages only
+read (selectors); the controls that change anything are POST views in controls.py.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.mixins import LoginRequiredMixin, UserPassesTestMixin
+from django.conf import settings
+from django.http import HttpRequest
+from django.shortcuts import get_object_or_404
 from django.views.generic import TemplateView
 
+from apps.core.access import VerifiedStaffRequiredMixin
+from apps.core.realtime import jsonable
+from apps.panel.forms import LIMIT_FIELDS, IncidentUpdateForm, KillSwitchForm, RiskLimitForm
+from apps.risk.services import alert_payload, system_state_get
+from apps.trading.models import Account
 from apps.trading.selectors import overview_snapshot
 
 
-class StaffRequiredMixin(LoginRequiredMixin, UserPassesTestMixin):
-    """Anonymous users go to the login page; logged-in non-staff users get a 403."""
-
-    def test_func(self) -> bool:
-        return bool(self.request.user.is_staff)
+def actor_for(request: HttpRequest) -> str:
+    return f"user:{request.user.get_username()}"
 
 
-class OverviewView(StaffRequiredMixin, TemplateView):
-    """Read-only overview: equity, P&L, positions, orders, decisions, mode and feeds.
+class OverviewView(VerifiedStaffRequiredMixin, TemplateView):
+    """Equity, P&L (total and today's), alerts, positions, orders, decisions, mode, feeds,
+    and the controls (pause / resume / observation / kill switch).
 
     The page renders the initial snapshot into a ``json_script`` element; the
     browser then applies the websocket events of ``apps.panel.consumers`` to it.
@@ -27,6 +36,115 @@ class OverviewView(StaffRequiredMixin, TemplateView):
     template_name = "panel/overview.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        from apps.risk.selectors import alert_list_open, risk_overview
+
         context = super().get_context_data(**kwargs)
-        context["snapshot"] = overview_snapshot()
+        snapshot = overview_snapshot()
+        risk = risk_overview()
+        snapshot["daily_pnl_pct"] = risk.get("daily_pnl_pct")
+        snapshot["alerts"] = jsonable({"a": [alert_payload(a) for a in alert_list_open()]})["a"]
+        context["snapshot"] = snapshot
+        context["kill_form"] = KillSwitchForm()
+        return context
+
+
+def _heat(value: Any) -> str:
+    """A background colour for a correlation in [-1, 1]: blue negative, red positive."""
+    try:
+        v = max(-1.0, min(1.0, float(value)))
+    except (TypeError, ValueError):
+        return ""
+    alpha = round(abs(v) * 0.85, 3)
+    rgb = "255,107,107" if v >= 0 else "90,169,255"
+    return f"background-color: rgba({rgb},{alpha})"
+
+
+class RiskView(VerifiedStaffRequiredMixin, TemplateView):
+    """Limits (editable), exposures, VaR, drawdown, today's P&L, correlations (heatmap)."""
+
+    template_name = "panel/risk.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        from apps.risk.selectors import risk_overview
+
+        context = super().get_context_data(**kwargs)
+        account = Account.objects.filter(name=settings.ENGINE_ACCOUNT).first()
+        risk = risk_overview()
+        limits = risk.get("limits") or {}
+        ceilings = risk.get("ceilings") or {}
+        corr = risk.get("correlation") or {}
+        instruments = corr.get("instruments") or []
+        matrix = corr.get("matrix") or []
+        context.update(
+            account=account,
+            risk=risk,
+            limit_rows=[
+                {
+                    "name": name,
+                    "label": label,
+                    "value": limits.get(name),
+                    "ceiling": ceilings.get(name),
+                }
+                for name, label in LIMIT_FIELDS
+            ],
+            limit_form=kwargs.get("limit_form")
+            or (
+                RiskLimitForm(
+                    initial={
+                        "account_id": account.id,
+                        **{n: limits.get(n) or "" for n, _ in LIMIT_FIELDS},
+                    }
+                )
+                if account
+                else None
+            ),
+            correlation_rows=[
+                {
+                    "instrument": name,
+                    "cells": [
+                        {"value": v, "style": _heat(v)}
+                        for v in (matrix[i] if i < len(matrix) else [])
+                    ],
+                }
+                for i, name in enumerate(instruments)
+            ],
+            correlation_instruments=instruments,
+            exposure_by_asset_class=sorted((risk.get("exposure_by_asset_class") or {}).items()),
+        )
+        return context
+
+
+class IncidentListView(VerifiedStaffRequiredMixin, TemplateView):
+    """KILL reviews: every incident, open first; each links to its report form."""
+
+    template_name = "panel/incidents.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        from apps.risk.selectors import incident_list
+
+        context = super().get_context_data(**kwargs)
+        context["incidents"] = incident_list()
+        context["mode"] = system_state_get().mode
+        return context
+
+
+class IncidentDetailView(VerifiedStaffRequiredMixin, TemplateView):
+    """One incident: its report (what happened / cause / action taken) and the close button."""
+
+    template_name = "panel/incident_detail.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        from apps.risk.models import Incident
+
+        context = super().get_context_data(**kwargs)
+        incident = get_object_or_404(Incident, pk=kwargs["incident_id"])
+        context["incident"] = incident
+        context["form"] = kwargs.get("form") or IncidentUpdateForm(
+            initial={
+                "what_happened": incident.what_happened,
+                "cause": incident.cause,
+                "action_taken": incident.action_taken,
+            }
+        )
+        context["mode"] = system_state_get().mode
         return context

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.risk.models import ModeChange, RiskLimit, SystemState
+from apps.risk.models import Alert, HypotheticalTrade, Incident, ModeChange, RiskLimit, SystemState
 
 
 @admin.register(SystemState)
@@ -26,4 +26,76 @@ class ModeChangeAdmin(SystemStateAdmin):
 
 @admin.register(RiskLimit)
 class RiskLimitAdmin(admin.ModelAdmin):
-    list_display = ("account", "max_order_notional", "max_position_notional", "updated_at")
+    """Edits go through ``risk_limit_set``: range-checked against the ceilings and audited."""
+
+    list_display = (
+        "account",
+        "max_order_notional",
+        "max_position_notional",
+        "max_gross_exposure",
+        "max_open_positions",
+        "price_collar_pct",
+        "max_orders_per_minute",
+        "duplicate_window_seconds",
+        "updated_at",
+    )
+
+    def save_model(self, request, obj, form, change):  # noqa: ANN001, ANN201
+        from apps.core.exceptions import ApplicationError
+        from apps.risk.services import LIMIT_SPECS, risk_limit_set
+
+        values = {
+            name: "" if getattr(obj, name) is None else str(getattr(obj, name))
+            for name in LIMIT_SPECS
+        }
+        try:
+            risk_limit_set(
+                account_id=obj.account_id, values=values, actor=f"user:{request.user.username}"
+            )
+        except ApplicationError as exc:
+            from django.contrib import messages
+
+            messages.error(request, exc.message)
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    """Read-only: incidents are written and closed through the services (panel), audited."""
+
+    list_display = ("id", "status", "title", "opened_at", "opened_by", "closed_at", "closed_by")
+    list_filter = ("status",)
+    search_fields = ("title", "what_happened", "cause", "action_taken")
+
+    def has_add_permission(self, request):  # noqa: ANN001, ANN201
+        return False
+
+    def has_change_permission(self, request, obj=None):  # noqa: ANN001, ANN201
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # noqa: ANN001, ANN201
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(IncidentAdmin):
+    """Read-only: raised by the rules, resolved through ``alert_resolve``."""
+
+    list_display = ("created_at", "severity", "code", "message", "resolved_at", "resolved_by")
+    list_filter = ("severity", "resolved_at")
+    search_fields = ("code", "message")
+
+
+@admin.register(HypotheticalTrade)
+class HypotheticalTradeAdmin(IncidentAdmin):
+    list_display = (
+        "decision_bar_ts",
+        "account",
+        "instrument",
+        "side",
+        "quantity",
+        "decision_price",
+        "fill_price",
+        "fill_ts",
+    )
+    list_filter = ("side",)
+    search_fields = ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from apps.core.fields import MoneyField
+from apps.core.fields import MoneyField, PriceField, QuantityField
 from apps.risk.domain.modes import SystemMode as Mode
 
 
@@ -60,6 +60,14 @@ class RiskLimit(models.Model):
     )
     max_order_notional = MoneyField()
     max_position_notional = MoneyField()
+    # Empty = the settings ceiling applies (RISK_CEILING_*).
+    max_gross_exposure = MoneyField(null=True, blank=True)
+    max_open_positions = models.PositiveIntegerField(null=True, blank=True)
+    price_collar_pct = models.DecimalField(
+        max_digits=10, decimal_places=6, null=True, blank=True, help_text="fraction: 0.05 = 5 %"
+    )
+    max_orders_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    duplicate_window_seconds = models.PositiveIntegerField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -76,3 +84,134 @@ class RiskLimit(models.Model):
 
     def __str__(self) -> str:
         return f"limits for {self.account_id}"
+
+
+class IncidentStatus(models.TextChoices):
+    OPEN = "open", "open"
+    CLOSED = "closed", "closed"
+
+
+class Incident(models.Model):
+    """The report a KILL opens; leaving KILL needs it written and closed (services only)."""
+
+    mode_change = models.ForeignKey(
+        ModeChange, on_delete=models.PROTECT, null=True, blank=True, related_name="incidents"
+    )
+    title = models.CharField(max_length=200)
+    what_happened = models.TextField(blank=True, default="")
+    cause = models.TextField(blank=True, default="")
+    action_taken = models.TextField(blank=True, default="")
+    status = models.CharField(
+        max_length=8, choices=IncidentStatus.choices, default=IncidentStatus.OPEN, db_index=True
+    )
+    opened_at = models.DateTimeField(auto_now_add=True)
+    opened_by = models.CharField(max_length=128)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.CharField(max_length=128, blank=True, default="")
+    kill_report = models.JSONField(default=dict, help_text="what the kill switch did")
+
+    class Meta:
+        ordering = ("-opened_at", "-id")
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.status} {self.title}"
+
+
+class AlertSeverity(models.TextChoices):
+    INFO = "info", "info"
+    WARNING = "warning", "warning"
+    ERROR = "error", "error"
+    CRITICAL = "critical", "critical"
+
+
+class Alert(models.Model):
+    """A condition someone should see; one open alert per code (deduplicated)."""
+
+    severity = models.CharField(max_length=8, choices=AlertSeverity.choices)
+    code = models.CharField(max_length=96)
+    message = models.TextField()
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=128, blank=True, default="")
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["code"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="alert_one_open_per_code",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.severity} {self.code}"
+
+
+class EquityMonitor(models.Model):
+    """The latest marked equity of an account and the risk rules' references.
+
+    ``peak_equity`` is the drawdown reference of the rules (restarted when KILL is
+    left, so the drawdown that caused a KILL does not trigger it again at once);
+    ``day_start_equity`` is the equity at the start of the trading day ``day_start``.
+    """
+
+    account = models.OneToOneField(
+        "trading.Account", on_delete=models.CASCADE, related_name="equity_monitor"
+    )
+    ts = models.DateTimeField(help_text="market time of the last mark")
+    equity = MoneyField()
+    peak_equity = MoneyField()
+    drawdown = models.DecimalField(max_digits=12, decimal_places=8, default=0)
+    day_start = models.DateTimeField()
+    day_start_equity = MoneyField()
+    daily_pnl_pct = models.DecimalField(max_digits=12, decimal_places=8, default=0)
+    daily_pause_day = models.DateTimeField(
+        null=True, blank=True, help_text="trading day on which the daily-loss rule paused"
+    )
+    open_positions = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.equity} dd={self.drawdown}"
+
+
+class HypotheticalTrade(models.Model):
+    """What an OBSERVATION decision would have traded: filled at the next bar's open.
+
+    ``observation`` is the ModeChange that started the observation period, so the
+    hypothetical book of one period does not leak into the decisions of another.
+    """
+
+    account = models.ForeignKey(
+        "trading.Account", on_delete=models.CASCADE, related_name="hypothetical_trades"
+    )
+    instrument = models.ForeignKey(
+        "marketdata.Instrument", on_delete=models.PROTECT, related_name="hypothetical_trades"
+    )
+    observation = models.ForeignKey(
+        ModeChange, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decision_id = models.BigIntegerField(help_text="DecisionLog id")
+    side = models.CharField(max_length=4)
+    quantity = QuantityField()
+    decision_price = PriceField()
+    decision_bar_ts = models.DateTimeField()
+    fill_price = PriceField(null=True, blank=True)
+    fill_ts = models.DateTimeField(null=True, blank=True)
+    fee = MoneyField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("decision_bar_ts", "id")
+        indexes = [
+            models.Index(
+                fields=["instrument"],
+                condition=models.Q(fill_ts__isnull=True),
+                name="hypo_trade_pending",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"would {self.side} {self.quantity} {self.instrument_id}"

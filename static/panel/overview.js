@@ -17,6 +17,9 @@
   var FEED_STALE_S = 600;       // and red from here
   var CLOSE_UNAUTHENTICATED = 4401;
   var CLOSE_FORBIDDEN = 4403;
+  var RISK_URL = "/api/risk";     // today's P&L (daily_pnl_pct) comes from the risk overview
+  var DAILY_REFRESH_MS = 2000;    // at most one risk read per this interval, after equity events
+  var MAX_ALERTS = 50;
   var TERMINAL = { denied: 1, rejected: 1, filled: 1, canceled: 1, expired: 1 };
 
   // ---------------------------------------------------------------- decimals
@@ -193,6 +196,8 @@
     decisions: new Map(),   // id -> payload
     fills: new Map(),       // trade_id -> payload
     feeds: new Map(),       // feed -> {payload, updatedAt (ms) | null}
+    alerts: new Map(),      // id -> payload (open alerts)
+    dailyPnlPct: null,      // today's P&L as a fraction (string)
     fresh: {}               // keys of rows to flash on the next render
   };
 
@@ -482,10 +487,57 @@
     });
   }
 
+  function renderDaily() {
+    var v = state.dailyPnlPct;
+    setText("kpi-daily-pnl", blank(v) ? "—" : fmtPct(v, true), signClass(v));
+  }
+
+  function renderAlerts() {
+    var rows = Array.from(state.alerts.values()).sort(byCreatedDesc).slice(0, MAX_ALERTS).map(function (a) {
+      var tr = el("tr");
+      tr.dataset.key = "alert:" + a.id;
+      tr.appendChild(td(fmtTime(a.created_at), "mono"));
+      tr.appendChild(pillTd(a.severity || "?", "sev-" + a.severity));
+      tr.appendChild(td(a.code || "—", "mono"));
+      tr.appendChild(td(a.message || "", "wrap"));
+      return tr;
+    });
+    $("alerts-count").textContent = state.alerts.size + " open";
+    fillBody("alerts-body", rows, 4, "No open alerts", state.fresh);
+  }
+
+  // Today's P&L is computed by the risk backend (one definition for panel, API and rules):
+  // after equity events, re-read it, at most once per DAILY_REFRESH_MS.
+  var daily = { timer: null, last: 0, inflight: false };
+
+  function scheduleDailyRefresh() {
+    if (daily.timer || daily.inflight) return;
+    var wait = Math.max(0, daily.last + DAILY_REFRESH_MS - Date.now());
+    daily.timer = setTimeout(refreshDaily, wait);
+  }
+
+  function refreshDaily() {
+    daily.timer = null;
+    daily.inflight = true;
+    daily.last = Date.now();
+    fetch(RISK_URL, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (risk) {
+        if (risk && "daily_pnl_pct" in risk) {
+          state.dailyPnlPct = risk.daily_pnl_pct;
+          renderDaily();
+        }
+      })
+      .catch(function () { /* next equity event retries */ })
+      .then(function () { daily.inflight = false; });
+  }
+
   function renderAll() {
     setText("account-name", state.account || "—");
     renderMode();
     renderEquity();
+    renderDaily();
+    renderAlerts();
     renderPositions();
     renderOrders();
     renderDecisions();
@@ -513,6 +565,9 @@
     state.decisions = new Map();
     (snap.decisions || []).forEach(function (d) { state.decisions.set(String(d.id), d); });
     (snap.fills || []).forEach(function (f) { state.fills.set(f.trade_id, f); });
+    state.alerts = new Map();
+    (snap.alerts || []).forEach(function (a) { state.alerts.set(String(a.id), a); });
+    if ("daily_pnl_pct" in snap) state.dailyPnlPct = snap.daily_pnl_pct;
     var oldFeeds = state.feeds;
     state.feeds = new Map();
     (snap.feeds || []).forEach(function (p) {
@@ -539,6 +594,13 @@
       renderEquity();
       addPoint(p);
       redrawCharts();
+      scheduleDailyRefresh();
+    },
+    "alert.raised": function (p) {
+      state.alerts.set(String(p.id), p);
+      state.fresh = {};
+      state.fresh["alert:" + p.id] = 1;
+      renderAlerts();
     },
     "positions.updated": function (p) {
       if (!acceptAccount(p.account)) return;

@@ -6,20 +6,34 @@ package ``playwright``. Outside CI the test is skipped when either is missing.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import pytest
 from channels.testing import ChannelsLiveServerTestCase
 from daphne.testing import DaphneProcess
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
 from django.utils import timezone
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.core.realtime import GROUP_PANEL, broadcast_now
-from apps.trading.models import EquitySnapshot
+from apps.marketdata.domain.csvfile import read_bars
+from apps.risk.domain.modes import SystemMode
+from apps.risk.models import Incident
+from apps.risk.services import system_mode_get
+from apps.strategies.domain.registry import build_strategy
+from apps.trading.engine import Engine
+from apps.trading.models import Account, EquitySnapshot, Order, Position
+from apps.trading.services import account_get_or_create
 from tests.panel.factories import trading_history_create
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,8 +46,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOT = os.environ.get("PANEL_SCREENSHOT", "/tmp/panel.png")
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("PYTEST_ARTIFACTS") or ROOT / "var" / "test-artifacts")
 PASSWORD = "correct horse battery staple"  # noqa: S105 - test user only
+OPEN_STATUSES = ("initialized", "submitted", "accepted", "partially_filled", "pending_cancel")
 
 
 def _require(condition: bool, why: str) -> None:
@@ -46,6 +62,66 @@ def _require(condition: bool, why: str) -> None:
 
 def _money(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+
+
+def _login(page, base_url: str, device: TOTPDevice) -> None:
+    """The real two-step login: password, then the TOTP code of the device's key now."""
+    page.goto(f"{base_url}/")
+    page.wait_for_url("**/account/login/**")
+    page.fill("#id_auth-username", "operator")
+    page.fill("#id_auth-password", PASSWORD)
+    page.click("button.btn-primary")
+    page.wait_for_selector("#id_token-otp_token")
+    page.fill(
+        "#id_token-otp_token", f"{totp(device.bin_key, digits=device.digits):0{device.digits}d}"
+    )
+    page.click("button.btn-primary")
+    page.wait_for_url(f"{base_url}/")
+
+
+def _watch_errors(page, errors: list[str]) -> None:
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda r: (
+            errors.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+
+
+def _db(fn):
+    """Run fn (ORM reads) in a worker thread: Playwright's sync API keeps an event loop
+    running in the test thread, where Django refuses database calls."""
+
+    def call():
+        try:
+            return fn()
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result(timeout=30)
+
+
+def _mode() -> SystemMode:
+    return _db(system_mode_get)
+
+
+def _open_positions(account_id: int | None = None) -> int:
+    qs = Position.objects.exclude(quantity=0)
+    if account_id is not None:
+        qs = qs.filter(account_id=account_id)
+    return _db(qs.count)
 
 
 def _broadcast(event: str, payload: dict) -> None:
@@ -70,8 +146,7 @@ class _TestDatabaseDaphneProcess(DaphneProcess):
         )
 
 
-@pytest.mark.browser
-class OverviewBrowserTests(ChannelsLiveServerTestCase):
+class _BrowserTestCase(ChannelsLiveServerTestCase):
     serve_static = True
     ProtocolServerProcess = _TestDatabaseDaphneProcess
 
@@ -91,7 +166,16 @@ class OverviewBrowserTests(ChannelsLiveServerTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        get_user_model().objects.create_user("operator", password=PASSWORD, is_staff=True)
+        self.user = get_user_model().objects.create_user(
+            "operator", password=PASSWORD, is_staff=True
+        )
+        self.device = TOTPDevice.objects.create(user=self.user, name="default", confirmed=True)
+
+
+@pytest.mark.browser
+class OverviewBrowserTests(_BrowserTestCase):
+    def setUp(self) -> None:
+        super().setUp()
         self.account = trading_history_create(points=150)
         self.latest = EquitySnapshot.objects.filter(account=self.account).order_by("-ts").first()
 
@@ -103,33 +187,11 @@ class OverviewBrowserTests(ChannelsLiveServerTestCase):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             try:
                 page = browser.new_page(viewport={"width": 1440, "height": 1100})
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.on(
-                    "console",
-                    lambda msg: (
-                        errors.append(msg.text)
-                        if msg.type == "error"
-                        and not msg.text.startswith("Failed to load resource")
-                        else None
-                    ),
-                )
-                # The admin login page asks for /favicon.ico (404); any other failed request counts.
-                page.on(
-                    "response",
-                    lambda r: (
-                        errors.append(f"{r.status} {r.url}")
-                        if r.status >= 400 and not r.url.endswith("/favicon.ico")
-                        else None
-                    ),
-                )
+                _watch_errors(page, errors)
                 page.set_default_timeout(10_000)
 
-                # Arrange: log in through the admin login form, land on the overview.
-                page.goto(f"{self.live_server_url}/")
-                page.fill("#id_username", "operator")
-                page.fill("#id_password", PASSWORD)
-                page.click("input[type=submit]")
-                page.wait_for_url(f"{self.live_server_url}/")
+                # Arrange: log in with password and code, land on the overview.
+                _login(page, self.live_server_url, self.device)
 
                 expect(page.locator("#kpi-equity")).to_have_text(_money(self.latest.equity))
                 expect(page.locator("#mode-banner")).to_have_class("mode-banner mode-normal")
@@ -183,8 +245,6 @@ class OverviewBrowserTests(ChannelsLiveServerTestCase):
                 expect(first).to_contain_text("failed: max_position")
                 expect(first).to_contain_text("142.375")
                 assert page.evaluate("window.__notReloaded") is True
-                page.wait_for_timeout(1600)  # let the change highlight fade for a clean picture
-                page.screenshot(path=SCREENSHOT, full_page=True)
 
                 _broadcast(
                     "mode.changed",
@@ -201,4 +261,142 @@ class OverviewBrowserTests(ChannelsLiveServerTestCase):
                 assert page.evaluate("window.__notReloaded") is True
             finally:
                 browser.close()
+        assert errors == []
+
+
+class _EngineThread(threading.Thread):
+    """The real engine (sma_cross, paper broker, Celery eager) replaying recorded bars
+    into the live server's database at a small speed, so P&L moves while we watch."""
+
+    def __init__(self, account: Account, bars: list, delay: float) -> None:
+        super().__init__(name="replay-engine", daemon=True)
+        params = {"fast": "3", "slow": "8"}  # short windows: positions within a few bars
+        self.engine = Engine(
+            account=account,
+            strategy_factory=lambda: build_strategy("sma_cross", params),
+            strategy_name="sma_cross",
+            strategy_params=params,
+            stake=Decimal("20000"),
+        )
+        self.bars = bars
+        self.delay = delay
+        self.done = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for bar in self.bars:
+                if self.engine.stopping:
+                    break
+                self.engine.on_bar(bar)
+                self.done += 1
+                time.sleep(self.delay)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            connections.close_all()
+
+
+@pytest.mark.browser
+class KillSwitchEndToEndTests(_BrowserTestCase):
+    """Log in with password + TOTP, watch P&L move with replayed bars, press the kill
+    switch, see KILL with nothing open and every position flat, and resume refused until
+    the incident report is written and closed."""
+
+    def test_kill_switch_end_to_end(self) -> None:
+        from playwright.sync_api import expect, sync_playwright
+
+        from tradebot.celery import app as celery_app
+
+        account = account_get_or_create(
+            name=settings.ENGINE_ACCOUNT, starting_cash=Decimal("100000")
+        )
+        sample = ROOT / "data" / "sample" / "BTC-USD_1m_coinbase.csv"
+        bars = list(itertools.islice(read_bars(sample), 400))
+        errors: list[str] = []
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        celery_app.conf.task_always_eager = True
+        engine = _EngineThread(account, bars, delay=0.03)
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(
+                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+                )
+                try:
+                    page = browser.new_page(viewport={"width": 1440, "height": 1200})
+                    _watch_errors(page, errors)
+                    page.set_default_timeout(15_000)
+                    _login(page, self.live_server_url, self.device)
+                    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+                    page.evaluate("window.__notReloaded = true")
+
+                    # P&L moves as the engine's bars arrive (no reload).
+                    engine.start()
+                    pnl = page.locator("#kpi-pnl")
+                    expect(pnl).not_to_have_text("—", timeout=20_000)
+                    first = pnl.inner_text()
+                    expect(pnl).not_to_have_text(first, timeout=30_000)
+                    second = pnl.inner_text()
+                    expect(pnl).not_to_have_text(second, timeout=30_000)
+                    expect(page.locator("#kpi-daily-pnl")).not_to_have_text("—", timeout=20_000)
+                    assert page.evaluate("window.__notReloaded") is True
+                    # Hold a position when the switch is pressed, then stop feeding bars.
+                    deadline = time.monotonic() + 30
+                    while not _open_positions(account.id) and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                    page.wait_for_timeout(800)
+                    page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
+                    engine.engine.stop()
+                    engine.join(timeout=30)
+                    assert engine.error is None, engine.error
+                    assert engine.done > 10
+
+                    # Kill switch: reason, confirmation step, engage.
+                    page.fill("#kill-reason", "end-to-end test: runaway strategy")
+                    page.click("#kill-button")
+                    expect(page.locator("#kill-confirm-reason")).to_have_text(
+                        "end-to-end test: runaway strategy"
+                    )
+                    assert _mode() is not SystemMode.KILL  # nothing before confirming
+                    page.click("#kill-confirm")
+                    page.wait_for_url(f"{self.live_server_url}/")
+                    expect(page.locator("#mode-name")).to_have_text("KILL")
+                    expect(page.locator(".msg-warning")).to_contain_text("KILL engaged")
+                    expect(page.locator("#working-count")).to_have_text("0 working")
+                    expect(page.locator("#positions-count")).to_have_text("0 open")
+                    assert _mode() is SystemMode.KILL
+                    assert _db(Order.objects.filter(status__in=OPEN_STATUSES).count) == 0
+                    assert _open_positions() == 0
+
+                    # Resume refused while the incident is open.
+                    page.fill("#mode-reason", "looks fine now")
+                    page.click("button[name=mode][value=observation]")
+                    expect(page.locator(".msg-error")).to_contain_text("refused")
+                    expect(page.locator("#mode-name")).to_have_text("KILL")
+                    assert _mode() is SystemMode.KILL
+
+                    # Write the report and close the incident.
+                    incident = _db(lambda: Incident.objects.get(status="open"))
+                    page.goto(f"{self.live_server_url}/incidents/")
+                    page.click(f"tr[data-incident='{incident.id}'] a")
+                    page.fill("#id_what_happened", "the strategy sent orders in a loop")
+                    page.fill("#id_cause", "test: a deliberately bad configuration")
+                    page.fill("#id_action_taken", "kill switch, positions closed, config fixed")
+                    page.click("#incident-save")
+                    expect(page.locator(".msg-success")).to_contain_text("saved")
+                    page.click("#incident-close")
+                    expect(page.locator("#incident-status")).to_have_text("closed")
+
+                    # Now resume to OBSERVATION is allowed.
+                    page.goto(f"{self.live_server_url}/")
+                    page.fill("#mode-reason", "incident reviewed and closed")
+                    page.click("button[name=mode][value=observation]")
+                    expect(page.locator("#mode-name")).to_have_text("OBSERVATION")
+                    assert _mode() is SystemMode.OBSERVATION
+                finally:
+                    browser.close()
+        finally:
+            engine.engine.stop()
+            engine.join(timeout=30)
+            celery_app.conf.task_always_eager = False
         assert errors == []

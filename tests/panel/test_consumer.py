@@ -11,7 +11,9 @@ from django.db import connections
 from django.test import Client
 
 from apps.core.realtime import GROUP_PANEL, broadcast_now
+from apps.panel.auth import SESSION_LAST_SEEN_KEY
 from apps.panel.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, EVENTS
+from tests.panel.conftest import otp_login, totp_device_for
 from tradebot.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,9 +29,11 @@ async def _close_consumer_db_connections():
     await database_sync_to_async(connections.close_all)()
 
 
-def _session_cookie(user) -> tuple[bytes, bytes]:
-    client = Client()
-    client.force_login(user)
+def _session_cookie(
+    user, *, verified: bool = True, client: Client | None = None
+) -> tuple[bytes, bytes]:
+    client = client or Client()
+    otp_login(client, user, verified=verified)
     return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
 
 
@@ -43,6 +47,13 @@ def viewer_cookie(django_user_model):
     return _session_cookie(django_user_model.objects.create_user("viewer", password="x"))
 
 
+@pytest.fixture
+def password_only_cookie(admin_user):
+    # A device is enrolled, but this session never gave the code.
+    totp_device_for(admin_user)
+    return _session_cookie(admin_user, verified=False)
+
+
 def _communicator(*headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
     return WebsocketCommunicator(application, "/ws/panel/", headers=[ORIGIN, *headers])
 
@@ -51,6 +62,73 @@ def _communicator(*headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
 async def test_connect_when_anonymous_then_refused_with_4401():
     # Arrange
     communicator = _communicator()
+
+    # Act
+    connected, code = await communicator.connect()
+
+    # Assert
+    assert not connected
+    assert code == CLOSE_UNAUTHENTICATED
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_connect_when_password_only_then_refused_with_4401(password_only_cookie):
+    # Arrange
+    communicator = _communicator(password_only_cookie)
+
+    # Act
+    connected, code = await communicator.connect()
+
+    # Assert
+    assert not connected
+    assert code == CLOSE_UNAUTHENTICATED
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_connect_when_device_of_another_user_in_session_then_refused(
+    admin_user, django_user_model
+):
+    # Arrange: a session claiming a (confirmed) device that belongs to someone else.
+    other = await database_sync_to_async(django_user_model.objects.create_user)(
+        "other", password="x"
+    )
+    foreign = await database_sync_to_async(totp_device_for)(other)
+
+    def _cookie():
+        client = Client()
+        client.force_login(admin_user)
+        session = client.session
+        session["otp_device_id"] = foreign.persistent_id
+        session.save()
+        return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+    communicator = _communicator(await database_sync_to_async(_cookie)())
+
+    # Act
+    connected, code = await communicator.connect()
+
+    # Assert
+    assert not connected
+    assert code == CLOSE_UNAUTHENTICATED
+    await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_connect_when_session_idle_30_minutes_then_refused(admin_user):
+    # Arrange: a verified session whose last request was 31 minutes ago.
+    def _cookie():
+        client = Client()
+        cookie = _session_cookie(admin_user, client=client)
+        session = client.session
+        import time
+
+        session[SESSION_LAST_SEEN_KEY] = time.time() - 31 * 60
+        session.save()
+        return cookie
+
+    communicator = _communicator(await database_sync_to_async(_cookie)())
 
     # Act
     connected, code = await communicator.connect()

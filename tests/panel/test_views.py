@@ -6,24 +6,25 @@ import pytest
 from django.urls import reverse
 
 from apps.trading.models import EquitySnapshot
+from tests.panel.conftest import otp_login
 from tests.panel.factories import trading_history_create
 
 pytestmark = pytest.mark.django_db
 
 
-def test_overview_when_anonymous_then_redirects_to_admin_login(client):
+def test_overview_when_anonymous_then_redirects_to_two_factor_login(client):
     # Act
     response = client.get(reverse("panel:overview"))
 
     # Assert
     assert response.status_code == 302
-    assert response.url.startswith(reverse("admin:login"))
+    assert response.url.startswith(reverse("two_factor:login"))
     assert "next=/" in response.url
 
 
 def test_overview_when_logged_in_but_not_staff_then_forbidden(client, django_user_model):
     # Arrange
-    client.force_login(django_user_model.objects.create_user("viewer", password="x"))
+    otp_login(client, django_user_model.objects.create_user("viewer", password="x"))
 
     # Act
     response = client.get(reverse("panel:overview"))
@@ -36,7 +37,7 @@ def test_overview_when_staff_then_renders_snapshot_as_json_script(client, admin_
     # Arrange
     account = trading_history_create(points=10)
     latest = EquitySnapshot.objects.filter(account=account).order_by("-ts").first()
-    client.force_login(admin_user)
+    otp_login(client, admin_user)
 
     # Act
     response = client.get(reverse("panel:overview"))
@@ -59,7 +60,7 @@ def test_overview_when_staff_then_renders_snapshot_as_json_script(client, admin_
 
 def test_overview_when_no_account_yet_then_renders_empty_page(client, admin_user):
     # Arrange
-    client.force_login(admin_user)
+    otp_login(client, admin_user)
 
     # Act
     response = client.get(reverse("panel:overview"))
@@ -72,7 +73,7 @@ def test_overview_when_no_account_yet_then_renders_empty_page(client, admin_user
 
 def test_logout_is_a_post_form_with_csrf(client, admin_user):
     # Arrange
-    client.force_login(admin_user)
+    otp_login(client, admin_user)
 
     # Act
     html = client.get(reverse("panel:overview")).content.decode()
@@ -80,5 +81,5 @@ def test_logout_is_a_post_form_with_csrf(client, admin_user):
     # Assert
     form = html[html.index('<form class="logout"') : html.index("</form>")]
     assert 'method="post"' in form
-    assert f'action="{reverse("admin:logout")}"' in form
+    assert f'action="{reverse("panel:logout")}"' in form
     assert "csrfmiddlewaretoken" in form

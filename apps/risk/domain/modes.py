@@ -17,3 +17,42 @@ class SystemMode(StrEnum):
     OBSERVATION = "observation"
     PAUSE = "pause"
     KILL = "kill"
+
+
+def mode_change_refusal(
+    current: SystemMode,
+    target: SystemMode,
+    *,
+    staff: bool,
+    otp_verified: bool,
+    incident_closed: bool,
+) -> str | None:
+    """Return why ``current -> target`` is refused, or None when it is allowed.
+
+    The machine: any mode -> KILL is always allowed (KILL -> KILL re-runs the kill
+    switch); NORMAL, OBSERVATION and PAUSE move freely among themselves; a change to
+    the mode already in force is refused (nothing would change); KILL is latched:
+    leaving it is allowed only to OBSERVATION, by a staff user whose session passed
+    two-factor verification, once the incident opened by that KILL is written and closed.
+    """
+    if target is SystemMode.KILL:
+        return None
+    if current is target:
+        return f"the system is already in {target.value}: nothing changed"
+    if current is not SystemMode.KILL:
+        return None
+    if target is not SystemMode.OBSERVATION:
+        return (
+            f"KILL is latched: it can only be left to observation, not {target.value}; "
+            "write and close the incident, then switch to observation"
+        )
+    if not staff:
+        return "only a staff user can leave KILL"
+    if not otp_verified:
+        return "leaving KILL needs a two-factor (OTP) verified session: log in with your token"
+    if not incident_closed:
+        return (
+            "leaving KILL needs the incident report of this KILL written (what happened, "
+            "cause, action taken) and closed first"
+        )
+    return None

@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 
 from apps.risk.domain.checks import (
+    CHECK_NAMES,
     CheckResult,
     RiskContext,
     RiskDecision,
@@ -34,9 +35,17 @@ def intent(
 
 
 def ctx(
-    mode: SystemMode = SystemMode.NORMAL, price: str = "100", position: str = "0"
+    mode: SystemMode = SystemMode.NORMAL,
+    price: str = "100",
+    position: str = "0",
+    kill_switch_order: bool = False,
 ) -> RiskContext:
-    return RiskContext(mode=mode, last_price=D(price), position_quantity=D(position))
+    return RiskContext(
+        mode=mode,
+        last_price=D(price),
+        position_quantity=D(position),
+        kill_switch_order=kill_switch_order,
+    )
 
 
 def by_name(decision: RiskDecision) -> dict[str, CheckResult]:
@@ -49,7 +58,8 @@ def test_all_checks_pass_in_normal_mode() -> None:
 
     # Assert
     assert decision.approved
-    assert [c.name for c in decision.checks] == ["mode_gate", "max_order_notional", "max_position"]
+    assert [c.name for c in decision.checks] == list(CHECK_NAMES)
+    assert CHECK_NAMES[:3] == ("mode_gate", "max_order_notional", "max_position")
     assert decision.failed == ()
     assert decision.reason == ""
     assert by_name(decision)["max_order_notional"].values == {
@@ -135,20 +145,21 @@ def test_pause_fails_order_that_is_not_exposure_reducing(
     assert gate.values["quantity"] == quantity
 
 
-def test_kill_passes_reduce_only_closing_order() -> None:
+def test_kill_passes_the_kill_switchs_reduce_only_closing_order() -> None:
     decision = order_check(
         intent=intent(Side.BUY, "3", reduce_only=True),
-        ctx=ctx(SystemMode.KILL, position="-3"),
+        ctx=ctx(SystemMode.KILL, position="-3", kill_switch_order=True),
         limits=LIMITS,
     )
 
     assert decision.approved
-    assert by_name(decision)["mode_gate"].detail == "kill: reduce-only closing order"
+    assert by_name(decision)["mode_gate"].detail == "kill: the kill switch's closing order"
 
 
 @pytest.mark.parametrize(
     ("side", "quantity", "position", "reduce_only"),
     [
+        (Side.SELL, "3", "3", True),  # a strategy's own reduce-only exit: not the kill switch's
         (Side.SELL, "1", "3", False),  # reducing but not flagged reduce_only
         (Side.BUY, "1", "3", True),  # flagged but would add
         (Side.SELL, "1", "0", True),  # flagged but nothing to reduce
@@ -166,7 +177,7 @@ def test_kill_fails_everything_else(
 
     assert not decision.approved
     gate = by_name(decision)["mode_gate"]
-    assert gate.detail.startswith("kill: only reduce-only closing orders")
+    assert gate.detail.startswith("kill: only the kill switch's reduce-only closing orders")
     assert gate.values["reduce_only"] == str(reduce_only)
 
 

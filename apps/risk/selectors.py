@@ -1,0 +1,359 @@
+"""Risk reads: the pre-trade context, the risk overview of the panel, incidents, alerts,
+and the hypothetical P&L of OBSERVATION decisions."""
+
+from __future__ import annotations
+
+import time as _time
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from apps.core.realtime import jsonable
+from apps.risk.domain.checks import RecentOrder, RiskContext, RiskLimits, limits_as_strings
+from apps.risk.domain.metrics import (
+    align_daily_closes,
+    correlation_matrix,
+    historical_var,
+    parse_day_boundary,
+)
+from apps.risk.domain.modes import SystemMode
+from apps.risk.models import Alert, EquityMonitor, HypotheticalTrade, Incident
+from apps.trading.domain.accounting import Position as PositionValue
+from apps.trading.domain.orders import Fill as FillValue
+from apps.trading.domain.orders import OrderStatus
+from apps.trading.domain.values import Side
+from apps.trading.models import Account, Order, Position
+
+_ZERO = Decimal(0)
+_MONEY = Decimal("1e-12")
+_RATIO = Decimal("1e-8")
+VAR_CACHE_SECONDS = 60.0
+_var_cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
+
+
+# --- pre-trade context --------------------------------------------------------------------
+
+
+def risk_context_for(
+    *,
+    account_id: int,
+    instrument_id: int,
+    mode: SystemMode,
+    last_price: Decimal,
+    position_quantity: Decimal,
+    limits: RiskLimits,
+    now: datetime,
+) -> RiskContext:
+    """Everything ``order_check`` needs about the account, in two queries.
+
+    Gross exposure marks each position at its last mark (this instrument at
+    ``last_price``); the order flow counts the account's orders that were not DENIED
+    (those never left) created in the last minute, and lists those inside the
+    duplicate window.
+    """
+    gross = _ZERO
+    open_positions = 0
+    for inst_id, quantity, mark, avg in (
+        Position.objects.filter(account_id=account_id)
+        .exclude(quantity=0)
+        .values_list("instrument_id", "quantity", "last_price", "avg_price")
+    ):
+        open_positions += 1
+        price = last_price if inst_id == instrument_id else (mark or avg)
+        gross += abs(quantity) * price
+    window = limits.duplicate_window_seconds or 0
+    since = now - timedelta(seconds=max(60, window))
+    recent: list[RecentOrder] = []
+    last_minute = 0
+    minute_ago = now - timedelta(seconds=60)
+    dup_since = now - timedelta(seconds=window)
+    for symbol, side, quantity, created_at in (
+        Order.objects.filter(account_id=account_id, created_at__gte=since)
+        .exclude(status=OrderStatus.DENIED.value)
+        .values_list("instrument__symbol", "side", "quantity", "created_at")
+    ):
+        if created_at >= minute_ago:
+            last_minute += 1
+        if created_at >= dup_since:
+            recent.append(RecentOrder(symbol, Side(side), quantity, created_at))
+    return RiskContext(
+        mode=mode,
+        last_price=last_price,
+        position_quantity=position_quantity,
+        gross_exposure=gross,
+        open_positions=open_positions,
+        orders_last_minute=last_minute,
+        recent_orders=tuple(recent),
+        now=now,
+    )
+
+
+# --- lists --------------------------------------------------------------------------------
+
+
+def incident_list() -> list[Incident]:
+    """Every incident, newest first, with the mode change that opened it."""
+    return list(Incident.objects.select_related("mode_change").order_by("-opened_at", "-id"))
+
+
+def alert_list_open() -> list[Alert]:
+    """Alerts not resolved yet, most severe first, then newest."""
+    rank = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+    alerts = list(Alert.objects.filter(resolved_at__isnull=True).order_by("-created_at", "-id"))
+    return sorted(alerts, key=lambda a: rank.get(a.severity, 9))
+
+
+# --- market data for VaR and correlations -------------------------------------------------
+
+
+def daily_closes(
+    *, instrument_ids: list[int], days: int, until: datetime | None = None
+) -> dict[int, dict[date, Decimal]]:
+    """The last close of each trading day (RISK_DAY_BOUNDARY_UTC) per instrument, from stored bars.
+
+    Any timeframe is used (the finest one stored wins per day, by the latest bar ts);
+    the window is the ``days`` trading days up to the newest stored bar (or ``until``).
+    """
+    if not instrument_ids:
+        return {}
+    boundary = parse_day_boundary(settings.RISK_DAY_BOUNDARY_UTC)
+    offset = timedelta(hours=boundary.hour, minutes=boundary.minute)
+    sql = """
+        SELECT DISTINCT ON (instrument_id, day) instrument_id, day, close
+        FROM (
+            SELECT instrument_id, ts, close,
+                   (date_trunc('day', (ts AT TIME ZONE 'UTC') - %(offset)s))::date AS day
+            FROM marketdata_bar
+            WHERE instrument_id = ANY(%(ids)s) AND ts >= %(since)s AND ts <= %(until)s
+        ) b
+        ORDER BY instrument_id, day, ts DESC
+    """
+    with connection.cursor() as cursor:
+        if until is None:
+            cursor.execute(
+                "SELECT max(ts) FROM marketdata_bar WHERE instrument_id = ANY(%s)",
+                [instrument_ids],
+            )
+            until = cursor.fetchone()[0]
+            if until is None:
+                return {}
+        since = until - timedelta(days=days + 1)
+        cursor.execute(
+            sql, {"offset": offset, "ids": instrument_ids, "since": since, "until": until}
+        )
+        out: dict[int, dict[date, Decimal]] = defaultdict(dict)
+        for instrument_id, day, close in cursor.fetchall():
+            out[instrument_id][day] = close
+    return dict(out)
+
+
+def var_and_correlation(*, holdings: dict[str, tuple[int, Decimal]]) -> dict[str, Any]:
+    """Historical 1-day VaR 95/99 and the correlation matrix of the held instruments.
+
+    ``holdings``: symbol -> (instrument id, signed market value). Cached for
+    VAR_CACHE_SECONDS per set of holdings (it reads many bars).
+    """
+    window = settings.RISK_VAR_WINDOW_DAYS
+    key = (tuple(sorted((s, str(v)) for s, (_, v) in holdings.items())), window)
+    cached = _var_cache.get(key)
+    if cached is not None and _time.monotonic() - cached[0] < VAR_CACHE_SECONDS:
+        return cached[1]
+    ids = {symbol: inst_id for symbol, (inst_id, _) in holdings.items()}
+    closes_by_id = daily_closes(instrument_ids=list(ids.values()), days=window)
+    series = {symbol: closes_by_id.get(inst_id, {}) for symbol, inst_id in ids.items()}
+    _, aligned = align_daily_closes(series)
+    values = {symbol: value for symbol, (_, value) in holdings.items()}
+    result = {
+        "var": {
+            "95": str(
+                historical_var(holdings=values, daily_closes=aligned, confidence=Decimal("0.95"))
+            ),
+            "99": str(
+                historical_var(holdings=values, daily_closes=aligned, confidence=Decimal("0.99"))
+            ),
+            "window_days": window,
+            "observations": max(0, min((len(c) for c in aligned.values()), default=0) - 1),
+        },
+    }
+    instruments, matrix = correlation_matrix(aligned)
+    result["correlation"] = {"instruments": instruments, "matrix": matrix}
+    if len(_var_cache) > 64:
+        _var_cache.clear()
+    _var_cache[key] = (_time.monotonic(), result)
+    return result
+
+
+# --- the overview -------------------------------------------------------------------------
+
+
+def _account(account_name: str | None) -> Account | None:
+    return Account.objects.filter(name=account_name or settings.ENGINE_ACCOUNT).first()
+
+
+def risk_overview(account_name: str | None = None) -> dict[str, Any]:
+    """The Risk page (JSON-ready): limits and ceilings, exposures, VaR, correlations,
+    drawdown and today's P&L (fractions, as strings), and the hypothetical P&L."""
+    from apps.risk.services import limit_ranges, risk_limits_for
+
+    account = _account(account_name)
+    ceilings = limit_ranges()
+    empty: dict[str, Any] = {
+        "account": account_name or settings.ENGINE_ACCOUNT,
+        "account_id": None,
+        "limits": {},
+        "ceilings": ceilings,
+        "exposures": [],
+        "exposure_by_asset_class": {},
+        "gross_exposure": "0",
+        "net_exposure": "0",
+        "equity": None,
+        "var": {"95": "0", "99": "0", "window_days": settings.RISK_VAR_WINDOW_DAYS},
+        "correlation": {"instruments": [], "matrix": []},
+        "drawdown": "0",
+        "daily_pnl_pct": "0",
+        "hypothetical": None,
+    }
+    if account is None:
+        return jsonable(empty)
+    limits = risk_limits_for(account_id=account.pk)
+    positions = list(
+        Position.objects.filter(account=account)
+        .exclude(quantity=0)
+        .select_related("instrument")
+        .order_by("instrument__symbol")
+    )
+    monitor = EquityMonitor.objects.filter(account=account).first()
+    market_value = sum(((p.last_price or p.avg_price) * p.quantity for p in positions), _ZERO)
+    equity = monitor.equity if monitor is not None else account.cash + market_value
+    exposures = []
+    by_class: dict[str, Decimal] = defaultdict(lambda: _ZERO)
+    gross = net = _ZERO
+    holdings: dict[str, tuple[int, Decimal]] = {}
+    for p in positions:
+        value = ((p.last_price or p.avg_price) * p.quantity).quantize(_MONEY)
+        gross += abs(value)
+        net += value
+        by_class[p.instrument.asset_class] += abs(value)
+        holdings[p.instrument.symbol] = (p.instrument_id, value)
+        exposures.append(
+            {
+                "instrument": p.instrument.symbol,
+                "asset_class": p.instrument.asset_class,
+                "quantity": p.quantity,
+                "notional": value,
+                "pct_of_equity": (abs(value) / equity).quantize(_RATIO) if equity > 0 else None,
+            }
+        )
+    overview = {
+        **empty,
+        "account_id": account.pk,
+        "limits": limits_as_strings(limits),
+        "exposures": exposures,
+        "exposure_by_asset_class": dict(by_class),
+        "gross_exposure": gross,
+        "net_exposure": net,
+        "equity": equity,
+        "drawdown": monitor.drawdown if monitor is not None else "0",
+        "daily_pnl_pct": monitor.daily_pnl_pct if monitor is not None else "0",
+        "hypothetical": hypothetical_pnl(account_name=account.name),
+    }
+    if holdings:
+        overview.update(var_and_correlation(holdings=holdings))
+    return jsonable(overview)
+
+
+# --- OBSERVATION: hypothetical P&L --------------------------------------------------------
+
+
+def hypothetical_pnl(account_name: str | None = None) -> dict[str, Any] | None:
+    """P&L the OBSERVATION decisions would have made (all observation periods).
+
+    Each filled hypothetical trade is applied in order to a pure Position per
+    instrument (average cost, fees counted), and open hypothetical positions are
+    marked at the instrument's last stored price (the latest bar close, else the
+    account position's mark). Pending trades (decided, next bar not seen yet) are
+    counted but not in the P&L. Amounts as Decimal, JSON-ready via ``jsonable``.
+    """
+    account = _account(account_name)
+    if account is None:
+        return None
+    trades = list(
+        HypotheticalTrade.objects.filter(account=account)
+        .select_related("instrument")
+        .order_by("fill_ts", "id")
+    )
+    books: dict[str, PositionValue] = {}
+    fees = _ZERO
+    pending = 0
+    for trade in trades:
+        if trade.fill_ts is None or trade.fill_price is None:
+            pending += 1
+            continue
+        symbol = trade.instrument.symbol
+        book = books.setdefault(symbol, PositionValue(instrument=symbol))
+        book.apply_fill(
+            FillValue(
+                trade_id=f"hypo-{trade.pk}",
+                client_order_id=f"hypo-{trade.pk}",
+                instrument=symbol,
+                side=Side(trade.side),
+                quantity=trade.quantity,
+                price=trade.fill_price,
+                fee=trade.fee,
+                ts=trade.fill_ts,
+            )
+        )
+        fees += trade.fee
+    marks = _last_prices(list(books))
+    realized = sum((b.realized_pnl for b in books.values()), _ZERO)
+    unrealized = _ZERO
+    positions = []
+    for symbol, book in sorted(books.items()):
+        mark = marks.get(symbol)
+        upnl = book.unrealized_pnl(mark) if (mark is not None and book.quantity) else _ZERO
+        unrealized += upnl
+        positions.append(
+            {
+                "instrument": symbol,
+                "quantity": book.quantity,
+                "avg_price": book.avg_price,
+                "mark": mark,
+                "realized_pnl": book.realized_pnl,
+                "unrealized_pnl": upnl,
+            }
+        )
+    return {
+        "realized_pnl": realized,
+        "unrealized_pnl": unrealized,
+        "fees": fees,
+        "total_pnl": realized + unrealized - fees,
+        "trades": len(trades) - pending,
+        "pending": pending,
+        "positions": positions,
+    }
+
+
+def _last_prices(symbols: list[str]) -> dict[str, Decimal]:
+    if not symbols:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT i.symbol, (SELECT b.close FROM marketdata_bar b WHERE b.instrument_id = i.id
+                              ORDER BY b.ts DESC LIMIT 1)
+            FROM marketdata_instrument i WHERE i.symbol = ANY(%s)
+            """,
+            [symbols],
+        )
+        marks = {symbol: close for symbol, close in cursor.fetchall() if close is not None}
+    missing = [s for s in symbols if s not in marks]
+    if missing:
+        for symbol, mark in Position.objects.filter(
+            instrument__symbol__in=missing, last_price__isnull=False
+        ).values_list("instrument__symbol", "last_price"):
+            marks.setdefault(symbol, mark)
+    return marks

@@ -1,0 +1,235 @@
+"""Kill switch latency with a full book at the paper broker.
+
+Usage (needs PostgreSQL; ``make bench`` style)::
+
+    ENVIRONMENT=test .venv/bin/python scripts/services.py test -- .venv/bin/python bench/kill_switch.py [--runs 5]
+
+Each run sets up 200 open positions (200 instruments, over 2 accounts) and 500 working
+(ACCEPTED) orders at the paper broker, then calls ``kill_switch_engage`` in process (no
+Celery) and reports, from the moment of the request:
+
+- mode KILL persisted (committed, with its ModeChange, audit row and incident),
+- every cancel sent (all 500 orders CANCELED),
+- every position flat (200 reduce-only closing orders through ``order_send`` and filled
+  at the last mark by ``PaperVenue.fill_at_mark`` + ``fill_apply``).
+
+Baselines measured in the same run: a ``SELECT 1`` round trip, and one position closed
+alone (``position_close_now``), times 200. Target: flat < 1 s p99 over the runs.
+The script sets itself up: a throwaway database ``tradebot_bench_kill`` on DATABASE_URL's
+server, migrated, flushed between runs, dropped at the end. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BENCH_DB = "tradebot_bench_kill"
+POSITIONS = 200
+ORDERS = 500
+ACCOUNTS = 2
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def row(label: str, values_ms: list[float]) -> None:
+    v = sorted(values_ms)
+    print(
+        f"  {label:<48} n={len(v):>3}  p50={percentile(v, 0.5):>8.1f} ms  "
+        f"p99={percentile(v, 0.99):>8.1f} ms  max={v[-1]:>8.1f} ms"
+    )
+
+
+def database_urls(server_url: str) -> tuple[str, str]:
+    parts = urlsplit(server_url)
+    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    bench = urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, ""))
+    return admin, bench
+
+
+def drop_database(admin_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+
+
+def create_database(admin_url: str, bench_url: str, env: dict[str, str]) -> None:
+    import psycopg
+
+    drop_database(admin_url)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=REPO,
+        env={**env, "DATABASE_URL": bench_url},
+        check=True,
+    )
+
+
+def setup_book() -> None:
+    """200 positions marked at their last price and 500 ACCEPTED orders, mode NORMAL."""
+    from django.core.management import call_command
+
+    from apps.marketdata.models import Instrument
+    from apps.trading.models import Account, Order, Position
+
+    call_command("flush", interactive=False, verbosity=0)
+    accounts = [
+        Account.objects.create(
+            name=f"bench-{i}",
+            starting_cash=Decimal(10_000_000),
+            cash=Decimal(10_000_000),
+            peak_equity=Decimal(10_000_000),
+        )
+        for i in range(ACCOUNTS)
+    ]
+    instruments = Instrument.objects.bulk_create(
+        [
+            Instrument(symbol=f"X{i:03d}-USD", base=f"X{i:03d}", quote="USD")
+            for i in range(POSITIONS)
+        ]
+    )
+    Position.objects.bulk_create(
+        [
+            Position(
+                account=accounts[i % ACCOUNTS],
+                instrument=inst,
+                quantity=Decimal(1 + i % 7) * (1 if i % 3 else -1),
+                avg_price=Decimal(100 + i),
+                last_price=Decimal(101 + i),
+            )
+            for i, inst in enumerate(instruments)
+        ]
+    )
+    Order.objects.bulk_create(
+        [
+            Order(
+                account=accounts[i % ACCOUNTS],
+                instrument=instruments[i % POSITIONS],
+                client_order_id=f"tb-{uuid.uuid4().hex}",
+                broker_order_id=f"paper-bench-{i}",
+                side="buy" if i % 2 else "sell",
+                order_type="limit",
+                quantity=Decimal(1),
+                limit_price=Decimal(50),
+                status="accepted",
+            )
+            for i in range(ORDERS)
+        ]
+    )
+
+
+def select1_ms(n: int = 200) -> list[float]:
+    from django.db import connection
+
+    out = []
+    with connection.cursor() as cursor:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def one_close_ms() -> float:
+    """Baseline: one position closed alone in KILL, through the same path."""
+    from apps.risk.models import SystemState
+    from apps.trading.models import Position
+    from apps.trading.services import position_close_now
+
+    SystemState.objects.update_or_create(pk=1, defaults={"mode": "kill"})
+    position = Position.objects.exclude(quantity=0).select_related("account", "instrument").first()
+    t0 = time.perf_counter()
+    position_close_now(position=position, actor="bench", reason="baseline")
+    return (time.perf_counter() - t0) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    print(
+        f"kill switch bench: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"{POSITIONS} positions, {ORDERS} working orders, {ACCOUNTS} accounts, {args.runs} runs"
+    )
+    os.environ.setdefault("ENVIRONMENT", "test")
+    server_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/tradebot"
+    admin_url, bench_url = database_urls(server_url)
+    env = {**os.environ, "DATABASE_URL": bench_url}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    create_database(admin_url, bench_url, env)
+    try:
+        os.environ["DATABASE_URL"] = bench_url
+        import django
+
+        from tradebot.env import setup_settings_module
+
+        setup_settings_module()
+        django.setup()
+        logging.getLogger("apps.risk.services").setLevel(logging.CRITICAL)
+        from django.utils import timezone
+
+        from apps.risk.services import kill_switch_engage
+        from apps.trading.models import Order, Position
+
+        persisted, cancelled, flat, total = [], [], [], []
+        singles = []
+        for run in range(args.runs):
+            setup_book()
+            singles.append(one_close_ms())
+            setup_book()
+            start = timezone.now()
+            t0 = time.perf_counter()
+            report = kill_switch_engage(actor="bench", source="cli", reason=f"bench run {run}")
+            total.append((time.perf_counter() - t0) * 1000)
+            persisted.append((report.mode_persisted_at - start).total_seconds() * 1000)
+            cancelled.append((report.cancels_done_at - start).total_seconds() * 1000)
+            flat.append(
+                (report.flat_at - start).total_seconds() * 1000 if report.flat_at else math.inf
+            )
+            assert report.flat, report
+            assert report.cancels_sent == ORDERS, report
+            assert not Position.objects.exclude(quantity=0).exists()
+            assert Order.objects.filter(status="canceled").count() == ORDERS
+        print("baselines")
+        row("SELECT 1 round trip", select1_ms())
+        row("one position closed alone (position_close_now)", singles)
+        row(
+            f"  x {POSITIONS} (the closing loop, if nothing is shared)",
+            [s * POSITIONS for s in singles],
+        )
+        print("kill_switch_engage, from the request")
+        row("mode KILL persisted", persisted)
+        row(f"all {ORDERS} cancels sent", cancelled)
+        row(f"all {POSITIONS} positions flat", flat)
+        row("call returned (report, incident, alert written)", total)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        drop_database(admin_url)
+        print(f"database {BENCH_DB} dropped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
