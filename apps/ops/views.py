@@ -1,0 +1,72 @@
+"""Operations pages: readiness (runbook 6.1 checks), daily checklists; /health/ready JSON."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views import View
+
+from apps.core.access import VerifiedStaffRequiredMixin
+from apps.ops import health
+from apps.ops.exceptions import OpsError
+from apps.ops.models import ChecklistRun
+
+
+class HealthDetailView(View):
+    """GET /health/ready: the startup runbook's checks as JSON; 503 when any fails.
+
+    Unauthenticated like /health (probes call it): it shows statuses and short
+    details, never settings or secrets.
+    """
+
+    def get(self, request: HttpRequest) -> JsonResponse:
+        checks = health.health_checks()
+        status = health.overall(checks)
+        return JsonResponse(
+            {
+                "status": status,
+                "checks": {c.name: {"status": c.status, "detail": c.detail} for c in checks},
+            },
+            status=503 if status == health.FAIL else 200,
+        )
+
+
+class ReadinessView(VerifiedStaffRequiredMixin, View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        checks = health.health_checks()
+        return render(
+            request,
+            "ops/readiness.html",
+            {"checks": checks, "status": health.overall(checks)},
+        )
+
+
+class ChecklistView(VerifiedStaffRequiredMixin, View):
+    """The latest checklists, or one of them (pk)."""
+
+    def get(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
+        recent = list(ChecklistRun.objects.order_by("-created_at")[:30])
+        run = get_object_or_404(ChecklistRun, pk=pk) if pk else (recent[0] if recent else None)
+        return render(request, "ops/checklist.html", {"run": run, "recent": recent})
+
+
+class ChecklistItemTickView(VerifiedStaffRequiredMixin, View):
+    """POST (CSRF): tick a manual item of a checklist; audited as user:<name>."""
+
+    def post(self, request: HttpRequest, pk: int, key: str) -> HttpResponse:
+        from apps.ops.services import checklist_item_tick
+
+        get_object_or_404(ChecklistRun, pk=pk)
+        try:
+            checklist_item_tick(
+                run_id=pk,
+                key=key,
+                actor=f"user:{request.user.get_username()}",
+                note=request.POST.get("note", "")[:500],
+            )
+        except OpsError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Ticked.")
+        return redirect("ops:checklist", pk=pk)

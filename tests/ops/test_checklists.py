@@ -1,0 +1,305 @@
+"""Daily checklists: built from the database, stored, shown, ticked, sent to Telegram
+(python-telegram-bot against a loopback fake of the Bot API)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from apps.audit.models import AuditEvent
+from apps.audit.services import decision_record
+from apps.marketdata.models import FeedStatus
+from apps.ops.checklists import checklist_items
+from apps.ops.models import ChecklistRun, MaintenanceRun
+from apps.ops.services import checklist_item_tick, checklist_run
+from apps.risk.domain.modes import SystemMode
+from apps.risk.models import Alert
+from apps.risk.services import system_mode_set
+from apps.trading.models import EquitySnapshot, Order, Position
+from tests.panel.conftest import otp_login
+from tests.trading.factories import accepted_order, instrument, paper_account
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "123456789:AAHfakefakefakefakefakefakefakefake0"  # noqa: S105 - a fake
+
+
+def by_key(items):
+    return {i["key"]: i for i in items}
+
+
+# --- pre-market -----------------------------------------------------------------------------
+
+
+def test_pre_market_when_all_fine_then_every_automatic_item_ok_and_calendar_todo():
+    # Arrange
+    FeedStatus.objects.create(feed="replay", last_update=timezone.now())
+    account = paper_account()
+    Position.objects.create(
+        account=account,
+        instrument=instrument("BTC-USD"),
+        quantity=Decimal("0.5"),
+        avg_price=Decimal("60000"),
+    )
+    # Act
+    items = by_key(checklist_items(kind="pre", now=timezone.now()))
+    # Assert
+    assert list(items) == [
+        "mode",
+        "overnight_alerts",
+        "broker",
+        "data_feed",
+        "positions",
+        "economic_calendar",
+    ]
+    for key in ("mode", "overnight_alerts", "broker", "data_feed", "positions"):
+        assert items[key]["status"] == "ok", items[key]
+    assert "BTC-USD 0.5 @ 60000" in items["positions"]["detail"]
+    assert items["economic_calendar"] == {
+        "key": "economic_calendar",
+        "label": "Economic calendar (risk events)",
+        "status": "todo",
+        "detail": "check today's events; tick when done",
+        "manual": True,
+    }
+
+
+def test_pre_market_when_paused_stale_feed_and_open_critical_alert_then_fails_named():
+    system_mode_set(mode=SystemMode.PAUSE, actor="test", source="cli", reason="t")
+    FeedStatus.objects.create(feed="replay", last_update=timezone.now() - timedelta(hours=2))
+    Alert.objects.create(severity="critical", code="feed.stale", message="stale")
+    Alert.objects.create(severity="info", code="note", message="fyi")
+    items = by_key(checklist_items(kind="pre", now=timezone.now()))
+    assert items["mode"]["status"] == "fail"
+    assert items["mode"]["detail"] == "PAUSE"
+    assert items["data_feed"]["status"] == "fail"
+    assert items["overnight_alerts"]["status"] == "fail"
+    assert items["overnight_alerts"]["detail"] == "1 critical, 1 info; still open: feed.stale"
+
+
+# --- post-market ----------------------------------------------------------------------------
+
+
+def test_post_market_when_signal_without_sent_order_then_orders_vs_signals_fails():
+    # Arrange
+    account = paper_account()
+    btc = instrument("BTC-USD")
+    sent = accepted_order(account, btc)
+    Order.objects.filter(pk=sent.pk).update(submitted_at=timezone.now())
+    stuck = accepted_order(account, btc)
+    Order.objects.filter(pk=stuck.pk).update(status="initialized")
+    now = timezone.now()
+    for ids in ([sent.client_order_id], [stuck.client_order_id], []):
+        decision_record(
+            bar_ts=now, account="paper", instrument="BTC-USD", strategy="s", strategy_params={},
+            inputs={}, signal="buy", mode="normal", checks=[], action="buy", order_ids=ids,
+        )  # fmt: skip
+    # Act
+    item = by_key(checklist_items(kind="post", now=timezone.now()))["orders_vs_signals"]
+    # Assert
+    assert item["status"] == "fail"
+    assert f"order {stuck.client_order_id} never reached the broker (initialized)" in item["detail"]
+    assert "BTC-USD buy: no order" in item["detail"]
+    assert sent.client_order_id not in item["detail"]
+
+
+def test_post_market_when_day_normal_then_pnl_backup_reconciliation_incidents():
+    # Arrange
+    account = paper_account()
+    now = timezone.now()
+    for equity in ("10000", "10150.50"):
+        EquitySnapshot.objects.create(
+            account=account, ts=now, equity=Decimal(equity), cash=Decimal(equity),
+            realized_pnl=0, unrealized_pnl=0, fees=0, drawdown=0,
+        )  # fmt: skip
+    MaintenanceRun.objects.create(task="backup", started_at=now, finished_at=now, outcome="ok")
+    # Act
+    items = by_key(checklist_items(kind="post", now=timezone.now()))
+    # Assert
+    assert items["daily_pnl"]["status"] == "ok"
+    assert items["daily_pnl"]["detail"] == "paper +150.50 USD (+1.51 %)"
+    assert items["reconciliation"]["status"] == "unavailable"
+    assert "not available" in items["reconciliation"]["detail"]
+    assert items["backup"]["status"] == "ok"
+    assert items["incidents"]["status"] == "ok"
+    assert items["orders_vs_signals"]["status"] == "ok"
+
+
+def test_post_market_when_no_backup_then_backup_item_fails():
+    item = by_key(checklist_items(kind="post", now=timezone.now()))["backup"]
+    assert item["status"] == "fail"
+
+
+# --- storing, ticking, page -----------------------------------------------------------------
+
+
+def test_tick_when_manual_item_then_done_and_audited(staff_user):
+    run = checklist_run(kind="pre", actor="test", notify=False)
+    checklist_item_tick(run_id=run.pk, key="economic_calendar", actor="user:ops", note="FOMC 20:00")
+    run.refresh_from_db()
+    item = by_key(run.items)["economic_calendar"]
+    assert (item["status"], item["ticked_by"], item["detail"]) == ("done", "user:ops", "FOMC 20:00")
+    assert AuditEvent.objects.filter(action="checklist.tick", actor="user:ops").exists()
+
+
+def test_tick_when_automatic_item_then_refused():
+    from apps.ops.exceptions import OpsError
+
+    run = checklist_run(kind="pre", actor="test", notify=False)
+    with pytest.raises(OpsError, match="checked by the system"):
+        checklist_item_tick(run_id=run.pk, key="mode", actor="user:ops")
+
+
+def test_checklist_page_when_ticked_by_post_with_csrf_then_done(staff_user):
+    # Arrange
+    run = checklist_run(kind="pre", actor="test", notify=False)
+    client = Client(enforce_csrf_checks=True)
+    otp_login(client, staff_user)
+    page = client.get(f"/ops/checklists/{run.pk}/")
+    assert page.status_code == 200
+    assert b'data-item="economic_calendar"' in page.content
+    token = (
+        page.cookies["csrftoken"].value
+        if "csrftoken" in page.cookies
+        else client.cookies["csrftoken"].value
+    )
+    url = f"/ops/checklists/{run.pk}/items/economic_calendar/tick"
+    # Act: without the token refused, with it ticked
+    assert client.post(url, {"note": "x"}).status_code == 403
+    response = client.post(url, {"note": "no events", "csrfmiddlewaretoken": token})
+    # Assert
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert by_key(run.items)["economic_calendar"]["status"] == "done"
+    assert AuditEvent.objects.get(action="checklist.tick").actor == f"user:{staff_user.username}"
+
+
+def test_checklist_page_when_anonymous_then_login():
+    assert Client().get("/ops/checklists/").status_code == 302
+
+
+# --- Telegram ---------------------------------------------------------------------------------
+
+
+class FakeBotApi(BaseHTTPRequestHandler):
+    """getMe and sendMessage as the Bot API answers them; records the messages."""
+
+    received: list[dict] = []
+    fail = False
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        kind = self.headers.get("Content-Type", "")
+        if "json" in kind:
+            data = json.loads(body or b"{}")
+        else:
+            from urllib.parse import parse_qs
+
+            data = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        method = self.path.rsplit("/", 1)[-1]
+        if not self.path.startswith(f"/bot{TOKEN}/"):
+            return self._reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+        if method == "getMe":
+            return self._reply(
+                200,
+                {
+                    "ok": True,
+                    "result": {
+                        "id": 123456789,
+                        "is_bot": True,
+                        "first_name": "tb",
+                        "username": "tb_bot",
+                    },
+                },
+            )
+        if method == "sendMessage":
+            if FakeBotApi.fail:
+                return self._reply(
+                    400,
+                    {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"},
+                )
+            FakeBotApi.received.append(data)
+            return self._reply(200, {"ok": True, "result": {
+                "message_id": len(FakeBotApi.received), "date": int(time.time()),
+                "chat": {"id": int(data["chat_id"]), "type": "group"}, "text": data.get("text", ""),
+            }})  # fmt: skip
+        return self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+
+    def _reply(self, status: int, payload: dict) -> None:
+        raw = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def bot_api(settings):
+    FakeBotApi.received = []
+    FakeBotApi.fail = False
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeBotApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.TELEGRAM_BOT_TOKEN = TOKEN
+    settings.TELEGRAM_CHAT_ID = "-100123"
+    settings.TELEGRAM_API_URL = f"http://127.0.0.1:{server.server_address[1]}"
+    yield FakeBotApi
+    server.shutdown()
+
+
+def test_checklist_when_telegram_configured_then_sent_through_the_bot_api(bot_api):
+    # Act
+    call_command("checklist", "--kind", "pre", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    # Assert
+    run = ChecklistRun.objects.get()
+    assert run.telegram_sent
+    assert run.telegram_error == ""
+    (message,) = bot_api.received
+    assert str(message["chat_id"]) == "-100123"
+    assert message["text"].startswith("Tradebot pre-market checklist")
+    assert "☐ Economic calendar (risk events)" in message["text"]
+
+
+def test_checklist_when_telegram_refuses_then_stored_with_the_error(bot_api):
+    bot_api.fail = True
+    run = checklist_run(kind="post", actor="test")
+    assert not run.telegram_sent
+    assert "chat not found" in run.telegram_error.lower()
+    assert ChecklistRun.objects.filter(pk=run.pk).exists()
+
+
+def test_checklist_when_telegram_not_configured_then_not_sent(settings):
+    settings.TELEGRAM_BOT_TOKEN = ""
+    run = checklist_run(kind="pre", actor="test")
+    assert not run.telegram_sent
+    assert run.telegram_error == ""
+
+
+def test_checklist_task_when_run_eagerly_then_recorded(settings):
+    from apps.ops.tasks import checklist
+
+    settings.TELEGRAM_BOT_TOKEN = ""
+    pk = checklist.apply(kwargs={"kind": "post"}).get()
+    assert ChecklistRun.objects.get(pk=pk).kind == "post"
+    assert MaintenanceRun.objects.get(task="checklist_post").outcome == "ok"
+
+
+def test_trading_day_start_when_before_boundary_then_previous_day(settings):
+    from apps.ops.checklists import trading_day_start
+
+    settings.RISK_DAY_BOUNDARY_UTC = "22:00"
+    assert trading_day_start(datetime(2026, 3, 10, 8, 0, tzinfo=UTC)) == datetime(
+        2026, 3, 9, 22, 0, tzinfo=UTC
+    )

@@ -1,0 +1,130 @@
+"""The maintenance calendar as django-celery-beat builds it: next run times in each zone,
+across the Europe/Madrid DST changes, with a fixed "now"."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.conf import settings
+from django_celery_beat.models import PeriodicTask
+
+from apps.core.queues import CeleryQueue
+from apps.ops.schedules import HEARTBEAT_NAME, MAINTENANCE_SCHEDULES
+
+pytestmark = pytest.mark.django_db
+
+MADRID = ZoneInfo("Europe/Madrid")
+
+
+def task_named(prefix: str) -> PeriodicTask:
+    return PeriodicTask.objects.get(name__startswith=prefix)
+
+
+def next_run(task: PeriodicTask, now: datetime) -> datetime:
+    """When beat will run ``task`` next if it last ran at ``now`` (beat's own schedule object)."""
+    schedule = task.schedule  # TzAwareCrontab with the row's time zone
+    schedule.nowfun = lambda: now.astimezone(schedule.tz)
+    last = now.astimezone(schedule.tz)
+    when = now + schedule.remaining_estimate(last)
+    # beat's decision agrees: not due a second before, due a second after
+    schedule.nowfun = lambda: (when - timedelta(seconds=1)).astimezone(schedule.tz)
+    assert schedule.is_due(last).is_due is False
+    schedule.nowfun = lambda: (when + timedelta(seconds=1)).astimezone(schedule.tz)
+    assert schedule.is_due(last).is_due is True
+    return when.astimezone(UTC)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_migration_when_applied_then_every_schedule_stored_with_expiry_and_enabled():
+    names = [s.name for s in MAINTENANCE_SCHEDULES] + [HEARTBEAT_NAME]
+    tasks = {t.name: t for t in PeriodicTask.objects.filter(name__in=names)}
+    assert set(tasks) == set(names)
+    for t in tasks.values():
+        assert t.enabled
+        assert t.expire_seconds
+        assert t.expire_seconds > 0
+    assert {t.task for t in tasks.values()} == {
+        "ops.backup",
+        "ops.logs_rotate",
+        "ops.vacuum",
+        "ml.retrain",
+        "ml.calibration_monitor",
+        "ops.restore_test",
+        "ops.checklist",
+        "ops.heartbeat",
+    }
+    kinds = sorted(
+        json.loads(t.kwargs)["kind"] for t in tasks.values() if t.task == "ops.checklist"
+    )
+    assert kinds == ["post", "pre"]
+
+
+def test_routes_when_ops_task_then_maintenance_queue():
+    from tradebot.celery import app
+
+    router = app.amqp.router
+    for name in ("ops.backup", "ops.checklist", "ops.heartbeat", "ops.restore_test"):
+        assert router.route({}, name)["queue"].name == CeleryQueue.MAINTENANCE.value
+    assert settings.CELERY_TASK_ROUTES["ml.retrain"]["queue"] == CeleryQueue.ML.value
+
+
+@pytest.mark.parametrize(
+    ("prefix", "now", "expected"),
+    [
+        ("ops: backup", utc(2026, 3, 28, 23, 59, 30), utc(2026, 3, 29, 0, 0)),
+        ("ops: backup", utc(2026, 10, 25, 0, 0, 30), utc(2026, 10, 26, 0, 0)),
+        ("ops: log rotation", utc(2026, 3, 29, 0, 10), utc(2026, 3, 29, 0, 30)),
+        ("ops: vacuum", utc(2026, 3, 25, 12, 0), utc(2026, 3, 29, 2, 0)),  # Wed -> Sunday
+        ("ml: retrain", utc(2026, 2, 10, 0, 0), utc(2026, 4, 4, 3, 0)),  # 1st Sat of April
+        ("ml: retrain", utc(2026, 4, 5, 0, 0), utc(2026, 7, 4, 3, 0)),  # 1st Sat of July
+        ("ml: retrain", utc(2026, 7, 5, 0, 0), utc(2026, 10, 3, 3, 0)),
+        ("ops: restore test", utc(2026, 3, 10, 0, 0), utc(2026, 4, 5, 4, 0)),  # 1st Sunday
+    ],
+)
+def test_utc_schedules_when_now_fixed_then_next_run(prefix, now, expected):
+    assert next_run(task_named(prefix), now) == expected
+
+
+@pytest.mark.parametrize(
+    ("prefix", "now", "expected_local"),
+    [
+        # spring forward: Sunday 2026-03-29 02:00 CET -> 03:00 CEST
+        ("ops: pre-market", utc(2026, 3, 27, 12, 0), datetime(2026, 3, 28, 8, 0, tzinfo=MADRID)),
+        ("ops: pre-market", utc(2026, 3, 28, 12, 0), datetime(2026, 3, 29, 8, 0, tzinfo=MADRID)),
+        ("ops: pre-market", utc(2026, 3, 29, 1, 30), datetime(2026, 3, 29, 8, 0, tzinfo=MADRID)),
+        ("ops: post-market", utc(2026, 3, 28, 18, 0), datetime(2026, 3, 29, 18, 30, tzinfo=MADRID)),
+        # fall back: Sunday 2026-10-25 03:00 CEST -> 02:00 CET
+        ("ops: pre-market", utc(2026, 10, 24, 12, 0), datetime(2026, 10, 25, 8, 0, tzinfo=MADRID)),
+        ("ops: pre-market", utc(2026, 10, 25, 0, 30), datetime(2026, 10, 25, 8, 0, tzinfo=MADRID)),
+        (
+            "ops: post-market",
+            utc(2026, 10, 24, 17, 0),
+            datetime(2026, 10, 25, 18, 30, tzinfo=MADRID),
+        ),
+        (
+            "ops: post-market",
+            utc(2026, 10, 25, 17, 45),
+            datetime(2026, 10, 26, 18, 30, tzinfo=MADRID),
+        ),
+    ],
+)
+def test_madrid_schedules_when_dst_changes_then_same_local_time(prefix, now, expected_local):
+    # Act
+    got = next_run(task_named(prefix), now)
+    # Assert: the same wall-clock time in Madrid, so a different UTC hour across the change
+    assert got == expected_local.astimezone(UTC)
+    assert got.astimezone(MADRID).strftime("%H:%M") == expected_local.strftime("%H:%M")
+
+
+def test_madrid_pre_market_when_dst_then_utc_hour_moves():
+    task = task_named("ops: pre-market")
+    winter = next_run(task, utc(2026, 3, 27, 12, 0))
+    summer = next_run(task, utc(2026, 3, 29, 1, 0))
+    back = next_run(task, utc(2026, 10, 25, 1, 0))
+    assert (winter.hour, summer.hour, back.hour) == (7, 6, 7)
