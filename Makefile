@@ -29,9 +29,20 @@ test: venv ## the test suite against real PostgreSQL and Redis (PYTEST_ARGS=... 
 lint: venv ## ruff
 	$(VENV)/bin/ruff check .
 
-bench: venv ## benchmarks (figures printed, compared with a baseline in the same run)
+WITH_SERVICES := ENVIRONMENT=test $(PY) scripts/services.py test --
+
+bench: venv ## benchmarks (figures printed, compared with a baseline in the same run; BENCH=name for one)
+ifdef BENCH
+	$(WITH_SERVICES) $(PY) bench/$(BENCH).py
+else
 	$(PY) bench/backtest.py
-	ENVIRONMENT=test $(PY) scripts/services.py test -- $(PY) bench/decision_latency.py
+	$(PY) bench/risk_check.py
+	$(PY) bench/ml.py
+	$(WITH_SERVICES) $(PY) bench/decision_latency.py
+	$(WITH_SERVICES) $(PY) bench/kill_switch.py
+	$(WITH_SERVICES) $(PY) bench/ws_fanout.py
+	$(WITH_SERVICES) $(PY) bench/backup.py
+endif
 
 stop: ## stop the embedded PostgreSQL and Redis started by make run / make test
 	@test -x $(PY) && $(PY) scripts/services.py stop || true

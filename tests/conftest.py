@@ -5,8 +5,32 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 os.environ.setdefault("ENVIRONMENT", "test")
+
+PASSWORD = "correct horse battery staple"  # noqa: S105 - test users only
+
+
+def totp_device_for(user) -> TOTPDevice:
+    device, _ = TOTPDevice.objects.get_or_create(
+        user=user, name="default", defaults={"confirmed": True}
+    )
+    return device
+
+
+def otp_login(client: Client, user, *, verified: bool = True) -> TOTPDevice | None:
+    """Log the client in as user; with verified, also as past the second factor."""
+    client.force_login(user)
+    if not verified:
+        return None
+    device = totp_device_for(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return device
 
 
 @pytest.fixture

@@ -1,14 +1,22 @@
 from django.contrib import admin
 from django.urls import include, path
+from two_factor.admin import AdminSiteOTPRequired
+from two_factor.urls import urlpatterns as two_factor_urlpatterns
 
 from apps.core.views import HealthView
 
+# The admin needs an OTP-verified staff user too; its login goes to the two-factor login.
+admin.site.__class__ = AdminSiteOTPRequired
 admin.site.site_header = "Tradebot administration"
 admin.site.site_title = "Tradebot"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Two-factor login (password, then TOTP code) and enrolment with a QR code.
+    path("", include(two_factor_urlpatterns)),
     path("health", HealthView.as_view(), name="health"),
     path("", include("django_prometheus.urls")),
+    path("ml/", include("apps.ml.urls")),
+    path("", include("apps.ops.urls")),
     path("", include("apps.panel.urls")),
 ]

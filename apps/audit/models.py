@@ -35,6 +35,9 @@ class DecisionLog(models.Model):
     strategy = models.CharField(max_length=64)
     strategy_params = models.JSONField(default=dict)
     model_version = models.CharField(max_length=64, blank=True, default="")
+    prediction_id = models.BigIntegerField(
+        null=True, blank=True, help_text="ml.Prediction id behind an ML decision"
+    )
     inputs = models.JSONField(default=dict, help_text="what the strategy saw (strings of decimals)")
     signal = models.CharField(max_length=32)
     mode = models.CharField(max_length=16)

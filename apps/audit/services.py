@@ -31,6 +31,7 @@ def decision_record(
     action: str,
     order_ids: Iterable[str] = (),
     model_version: str = "",
+    prediction_id: int | None = None,
     source: str = "engine",
 ) -> DecisionLog:
     checks = list(checks)
@@ -55,5 +56,6 @@ def decision_record(
         action=action,
         order_ids=list(order_ids),
         model_version=model_version,
+        prediction_id=prediction_id,
         source=source,
     )

@@ -20,6 +20,8 @@ from django.utils import timezone
 from apps.marketdata.domain.bars import Bar
 from apps.marketdata.domain.csvfile import Rejection
 from apps.marketdata.services import bar_store, feed_status_update, instrument_get_or_create
+from apps.risk.models import HypotheticalTrade
+from apps.risk.services import hypothetical_fills_apply
 from apps.strategies.domain.base import SignalAction, Strategy
 from apps.trading.models import Account
 from apps.trading.services import decision_make, fill_apply, mark_to_market
@@ -58,6 +60,12 @@ class Engine:
         self._last_snapshot: datetime | None = None
         self._rejected: Counter[str] = Counter()
         self._stopping = False
+        # Instruments with OBSERVATION trades waiting for the next bar's open.
+        self._hypothetical_pending: set[str] = set(
+            HypotheticalTrade.objects.filter(fill_ts__isnull=True).values_list(
+                "instrument__symbol", flat=True
+            )
+        )
 
     def on_reject(self, rejection: Rejection) -> None:
         logger.warning(
@@ -93,16 +101,21 @@ class Engine:
             self._instrument_ids[bar.instrument] = instrument_id
         for fill in self.venue.match(bar):
             fill_apply(fill=fill)
+        if bar.instrument in self._hypothetical_pending:
+            self._hypothetical_pending.discard(bar.instrument)
+            hypothetical_fills_apply(bar=bar)
 
         signal = self._strategy(bar.instrument).on_bar(bar)
         if signal.action is not SignalAction.HOLD:
-            decision_make(
+            outcome = decision_make(
                 account=self.account,
                 signal=signal,
                 strategy=self.strategy_name,
                 strategy_params=self.strategy_params,
                 stake=self.stake,
             )
+            if outcome.decision.action in ("would_buy", "would_sell"):
+                self._hypothetical_pending.add(bar.instrument)
 
         bar_store(bar=bar, timeframe=self.timeframe, instrument_id=instrument_id)
         feed_status_update(

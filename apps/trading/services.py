@@ -13,15 +13,23 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.audit.models import DecisionAction, DecisionLog
 from apps.audit.services import audit_record, decision_record
 from apps.marketdata.models import Instrument
-from apps.risk.domain.checks import RiskContext, check_mode, order_check
+from apps.risk.domain.checks import CheckResult, RiskContext, check_mode, order_check
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import risk_limits_for, system_mode_lock_shared, system_state_get
+from apps.risk.selectors import risk_context_for
+from apps.risk.services import (
+    equity_observe,
+    hypothetical_position,
+    hypothetical_trade_record,
+    risk_limits_for,
+    system_mode_lock_shared,
+    system_state_get,
+)
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sizing import quantity_for_stake
 from apps.trading import realtime
@@ -31,7 +39,7 @@ from apps.trading.domain.orders import OrderIntent, OrderState, OrderStatus, tra
 from apps.trading.domain.values import Instrument as InstrumentSpec
 from apps.trading.domain.values import OrderType, Side
 from apps.trading.models import Account, Broker, EquitySnapshot, Fill, Order, Position
-from apps.trading.venues.base import Venue, VenueRejected, VenueTemporaryError
+from apps.trading.venues.base import Venue, VenueError, VenueRejected, VenueTemporaryError
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +47,8 @@ logger = logging.getLogger(__name__)
 # and money is rounded half-even to it, explicitly, before anything is stored.
 DB_QUANTUM = Decimal("1e-12")
 OPEN_STATUSES = tuple(s.value for s in OrderStatus if s.is_open) + (OrderStatus.INITIALIZED.value,)
+# The kill switch's own closing orders: the only orders KILL lets out (see check_mode).
+KILL_ORDER_PREFIX = "tb-kill-"
 
 
 def new_client_order_id() -> str:
@@ -112,12 +122,23 @@ def decision_make(
 
     Every signal that asks for a trade is recorded with each pre-trade check and its
     numbers; a denial is a recorded decision (and a DENIED order), never an exception.
-    In OBSERVATION nothing is sent: the decision is logged as "would have ...".
+    In OBSERVATION nothing is sent: the decision is logged as "would have ..." and its
+    hypothetical trade recorded (filled at the next bar's open by the engine); the
+    position it decides on is the real one plus what this observation period would
+    have traded, so the hypothetical book enters and exits as live trading would.
     """
     instrument = Instrument.objects.get(symbol=signal.instrument)
     mode = SystemMode(system_state_get().mode)
+    # The ML strategy in its own observation (critical live ECE) decides but sends nothing.
+    if mode is SystemMode.NORMAL and signal.inputs.get("ml_observation") == "true":
+        mode = SystemMode.OBSERVATION
     position_qty = _position_quantity(account, instrument)
+    if mode is SystemMode.OBSERVATION:
+        position_qty += hypothetical_position(account_id=account.pk, instrument_id=instrument.pk)
     inputs = {"close": str(signal.price), **signal.inputs}
+    prediction_id = (
+        int(signal.inputs["prediction_id"]) if "prediction_id" in signal.inputs else None
+    )
     common = dict(
         bar_ts=signal.ts,
         account=account.name,
@@ -128,6 +149,8 @@ def decision_make(
         signal=signal.action.value,
         mode=mode.value,
         source=source,
+        model_version=signal.inputs.get("model_version", ""),
+        prediction_id=prediction_id,
     )
 
     working = Order.objects.filter(
@@ -148,7 +171,12 @@ def decision_make(
         realtime.broadcast_decision(decision)
         return DecisionOutcome(decision, None)
 
+    limits = risk_limits_for(account_id=account.pk)
     if signal.action is SignalAction.ENTER_LONG:
+        if "stake_multiplier" in signal.inputs:  # ML: sized by probability, capped by the limits
+            stake = min(
+                stake * Decimal(signal.inputs["stake_multiplier"]), limits.max_order_notional
+            )
         quantity = quantity_for_stake(stake, signal.price, instrument_spec(instrument))
         intent = OrderIntent(
             instrument=instrument.symbol,
@@ -167,8 +195,15 @@ def decision_make(
             reason="exit long",
         )
 
-    limits = risk_limits_for(account_id=account.pk)
-    ctx = RiskContext(mode=mode, last_price=signal.price, position_quantity=position_qty)
+    ctx = risk_context_for(
+        account_id=account.pk,
+        instrument_id=instrument.pk,
+        mode=mode,
+        last_price=signal.price,
+        position_quantity=position_qty,
+        limits=limits,
+        now=timezone.now(),
+    )
     risk = order_check(intent=intent, ctx=ctx, limits=limits)
     checks = _checks_json(risk.checks)
 
@@ -178,6 +213,15 @@ def decision_make(
     if observation_only:
         action = DecisionAction.WOULD_BUY if intent.side is Side.BUY else DecisionAction.WOULD_SELL
         decision = decision_record(checks=checks, action=action, **common)
+        hypothetical_trade_record(
+            account_id=account.pk,
+            instrument_id=instrument.pk,
+            decision_id=decision.pk,
+            side=intent.side.value,
+            quantity=intent.quantity,
+            price=signal.price,
+            bar_ts=signal.ts,
+        )
         realtime.broadcast_decision(decision)
         return DecisionOutcome(decision, None)
 
@@ -228,17 +272,42 @@ def _set_status(order: Order, new: OrderStatus, reason: str = "") -> None:
         order.status_reason = reason
 
 
+def _send_gate(order: Order) -> tuple[SystemMode, CheckResult]:
+    """The mode gate for ``order``, read under a share lock of the mode row (in a transaction)."""
+    mode = system_mode_lock_shared()
+    intent = OrderIntent(
+        instrument=order.instrument.symbol,
+        side=Side(order.side),
+        quantity=order.quantity,
+        order_type=OrderType(order.order_type),
+        limit_price=order.limit_price,
+        reduce_only=order.reduce_only,
+    )
+    gate = check_mode(
+        intent,
+        RiskContext(
+            mode=mode,
+            last_price=order.decision_price or Decimal(1),
+            position_quantity=_position_quantity(order.account, order.instrument),
+            kill_switch_order=order.client_order_id.startswith(KILL_ORDER_PREFIX),
+        ),
+    )
+    return mode, gate
+
+
 def order_send(*, order_id: int) -> Order:
-    """Send one order to its broker, at most once.
+    """Send one order to its broker, at most once, never after a PAUSE or KILL that forbids it.
 
     1. Under the order's row lock: only an INITIALIZED order goes on (a retried or
-       redelivered task finds it SUBMITTED or later and returns); the system mode is
-       checked here, at the last moment, under a share lock of the mode row, so a
-       mode change waits for this step and an order queued before PAUSE/KILL that
-       would add exposure is denied. The order is marked SUBMITTED and committed
-       BEFORE the broker is called: after a crash it is "in flight", settled by a
-       status query or reconciliation, never resent blindly.
-    2. The broker call.
+       redelivered task finds it SUBMITTED or later and returns); the mode gate is
+       checked (in KILL, every order but the kill switch's own reduce-only closing
+       orders is denied). The order is marked SUBMITTED and committed BEFORE the
+       broker is called: after a crash it is "in flight", settled by a status query
+       or reconciliation, never resent blindly.
+    2. The broker call runs inside a transaction that holds a share lock of the mode
+       row and checks the gate again. A mode change takes that row FOR UPDATE, so it
+       waits for a send in progress, and no send starts after it: an order that the
+       new mode forbids is CANCELED without reaching the broker.
     3. The ack (or the rejection) is recorded.
     """
     with transaction.atomic():
@@ -250,23 +319,7 @@ def order_send(*, order_id: int) -> Order:
         if order.status != OrderStatus.INITIALIZED:
             logger.info("order %s already %s: not sent again", order.client_order_id, order.status)
             return order
-        mode = system_mode_lock_shared()
-        intent = OrderIntent(
-            instrument=order.instrument.symbol,
-            side=Side(order.side),
-            quantity=order.quantity,
-            order_type=OrderType(order.order_type),
-            limit_price=order.limit_price,
-            reduce_only=order.reduce_only,
-        )
-        gate = check_mode(
-            intent,
-            RiskContext(
-                mode=mode,
-                last_price=order.decision_price or Decimal(1),
-                position_quantity=_position_quantity(order.account, order.instrument),
-            ),
-        )
+        mode, gate = _send_gate(order)
         if not gate.passed:
             _set_status(order, OrderStatus.DENIED, f"mode {mode.value} at send time: {gate.detail}")
             order.save(update_fields=["status", "status_reason", "updated_at"])
@@ -284,7 +337,24 @@ def order_send(*, order_id: int) -> Order:
 
     venue = venue_for(order.account)
     try:
-        ack = venue.submit(order)
+        with transaction.atomic():
+            mode, gate = _send_gate(order)
+            if not gate.passed:
+                order = Order.objects.select_for_update().get(pk=order_id)
+                if order.status == OrderStatus.SUBMITTED:
+                    _set_status(
+                        order, OrderStatus.CANCELED, f"mode {mode.value} before send: {gate.detail}"
+                    )
+                    order.save(update_fields=["status", "status_reason", "updated_at"])
+                    audit_record(
+                        actor="execution",
+                        action="order.withheld",
+                        target=order.client_order_id,
+                        data={"mode": mode.value, "detail": gate.detail},
+                    )
+                    realtime.broadcast_order(order)
+                return order
+            ack = venue.submit(order)
         audit_record(
             actor="execution",
             action="order.sent",
@@ -411,9 +481,19 @@ def fill_apply(*, fill: FillValue) -> Fill | None:
 
 
 def mark_to_market(
-    *, account: Account, prices: dict[str, Decimal], ts: datetime, snapshot: bool = True
+    *,
+    account: Account,
+    prices: dict[str, Decimal],
+    ts: datetime,
+    snapshot: bool = True,
+    monitor: bool = True,
 ) -> EquitySnapshot | None:
-    """Update the marks of the account's positions and record an equity snapshot."""
+    """Update the marks of the account's positions and record an equity snapshot.
+
+    Then, after the commit, the risk rules see the marked equity (``equity_observe``:
+    drawdown and daily-loss alerts, automatic KILL and PAUSE) on every call.
+    """
+    snap = None
     with transaction.atomic():
         account = Account.objects.select_for_update().get(pk=account.pk)
         positions = list(Position.objects.select_related("instrument").filter(account=account))
@@ -422,32 +502,407 @@ def mark_to_market(
             if price is not None and price != position.last_price:
                 position.last_price = price
                 position.save(update_fields=["last_price", "updated_at"])
-        if not snapshot:
-            return None
-        unrealized = sum((p.unrealized_pnl for p in positions), Decimal(0))
         market_value = sum(
             ((p.last_price or p.avg_price) * p.quantity for p in positions), Decimal(0)
         )
         equity = _money(account.cash + market_value)
-        if equity > account.peak_equity:
-            account.peak_equity = equity
-            account.save(update_fields=["peak_equity"])
-        drawdown = (
-            (account.peak_equity - equity) / account.peak_equity
-            if account.peak_equity > 0
-            else Decimal(0)
-        )
-        snap = EquitySnapshot.objects.create(
-            account=account,
-            ts=ts,
-            equity=equity,
-            cash=account.cash,
-            realized_pnl=account.realized_pnl,
-            unrealized_pnl=_money(unrealized),
-            fees=account.fees_paid,
-            drawdown=drawdown.quantize(Decimal("1e-8"), rounding=ROUND_HALF_EVEN),
-        )
-        realtime.broadcast_equity(snap, account)
-        if positions:
-            realtime.broadcast_positions(account)
+        open_positions = sum(1 for p in positions if p.quantity)
+        if snapshot:
+            unrealized = sum((p.unrealized_pnl for p in positions), Decimal(0))
+            if equity > account.peak_equity:
+                account.peak_equity = equity
+                account.save(update_fields=["peak_equity"])
+            drawdown = (
+                (account.peak_equity - equity) / account.peak_equity
+                if account.peak_equity > 0
+                else Decimal(0)
+            )
+            snap = EquitySnapshot.objects.create(
+                account=account,
+                ts=ts,
+                equity=equity,
+                cash=account.cash,
+                realized_pnl=account.realized_pnl,
+                unrealized_pnl=_money(unrealized),
+                fees=account.fees_paid,
+                drawdown=drawdown.quantize(Decimal("1e-8"), rounding=ROUND_HALF_EVEN),
+            )
+            realtime.broadcast_equity(snap, account)
+            if positions:
+                realtime.broadcast_positions(account)
+    if monitor:
+        equity_observe(account_id=account.pk, equity=equity, ts=ts, open_positions=open_positions)
     return snap
+
+
+# --- the kill switch's cancels and closes (called inline by apps.risk.services) -----------
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    cancels_sent: int
+    denied: int
+    errors: tuple[str, ...]
+
+
+def orders_cancel_all(*, account: Account, actor: str, reason: str) -> CancelResult:
+    """Cancel every open order of ``account`` at its broker, in this process.
+
+    An order never sent (INITIALIZED) is DENIED, not cancelled: it never left. A sent
+    one is cancelled through the venue; the paper broker's cancel is final at once
+    (CANCELED), a real broker's is PENDING_CANCEL until it confirms. The kill switch's
+    own closing orders are left alone. One audit row lists what was done.
+    """
+    venue = venue_for(account)
+    immediate = getattr(venue, "cancel_is_immediate", False)
+    sent = denied = 0
+    errors: list[str] = []
+    now = timezone.now()
+    with transaction.atomic():
+        orders = list(
+            Order.objects.select_for_update()
+            .select_related("instrument")
+            .filter(account=account, status__in=OPEN_STATUSES)
+            .exclude(client_order_id__startswith=KILL_ORDER_PREFIX)
+            .order_by("id")
+        )
+        changed: list[Order] = []
+        for order in orders:
+            status = OrderStatus(order.status)
+            if status is OrderStatus.INITIALIZED:
+                _set_status(order, OrderStatus.DENIED, f"{reason} (never sent)")
+                denied += 1
+            else:
+                try:
+                    venue.cancel(order)
+                except VenueError as exc:
+                    errors.append(f"cancel {order.client_order_id}: {exc}")
+                    continue
+                sent += 1
+                if immediate or status is OrderStatus.SUBMITTED:
+                    _set_status(order, OrderStatus.CANCELED, reason)
+                elif status is not OrderStatus.PENDING_CANCEL:
+                    _set_status(order, OrderStatus.PENDING_CANCEL, reason)
+            order.updated_at = now
+            changed.append(order)
+        if changed:
+            _rows_update(Order, changed, ["status", "status_reason", "updated_at"])
+            audit_record(
+                actor=actor,
+                action="orders.cancel_all",
+                target=account.name,
+                data={
+                    "reason": reason,
+                    "cancels_sent": sent,
+                    "denied": denied,
+                    "orders": [o.client_order_id for o in changed],
+                    "errors": errors,
+                },
+            )
+            for order in changed[:BULK_BROADCAST_LIMIT]:
+                realtime.broadcast_order(order)
+    return CancelResult(sent, denied, tuple(errors))
+
+
+def position_close_now(*, position: Position, actor: str, reason: str) -> Order | None:
+    """Close ``position`` with a reduce-only market order sent here, through ``order_send``.
+
+    The order goes through the same last-moment gate as every order (in KILL only
+    the kill switch's own closing orders pass). At the paper broker it fills at once
+    at the last mark (``PaperVenue.fill_at_mark``); a real broker's fills arrive later.
+    Returns the closing order (None when the position is already flat).
+    """
+    quantity = position.quantity
+    if not quantity:
+        return None
+    mark = position.last_price or position.avg_price
+    order = Order.objects.create(
+        account=position.account,
+        instrument=position.instrument,
+        client_order_id=f"{KILL_ORDER_PREFIX}{uuid.uuid4().hex}",
+        side=(Side.SELL if quantity > 0 else Side.BUY).value,
+        order_type=OrderType.MARKET.value,
+        quantity=abs(quantity),
+        decision_price=mark,
+        reduce_only=True,
+        status=OrderStatus.INITIALIZED.value,
+        status_reason=f"kill switch ({actor}): {reason}"[:500],
+    )
+    order = order_send(order_id=order.pk)
+    if order.status not in (OrderStatus.ACCEPTED.value, OrderStatus.SUBMITTED.value):
+        return order
+    venue = venue_for(position.account)
+    fill_at_mark = getattr(venue, "fill_at_mark", None)
+    if fill_at_mark is not None:
+        fill_apply(fill=fill_at_mark(order, mark=mark, ts=timezone.now()))
+        order.refresh_from_db(fields=["status", "filled_quantity", "avg_fill_price", "fees"])
+    return order
+
+
+def _rows_update(model: Any, objs: list[Any], fields: list[str]) -> None:
+    """``bulk_update`` for hundreds of rows in one ``UPDATE ... FROM (VALUES ...)``.
+
+    Django's ``bulk_update`` compiles a CASE per field and row, which costs more than
+    the database work at the kill switch's sizes; this builds the statement directly
+    (values passed as parameters, cast to each column's type).
+    """
+    if not objs:
+        return
+    opts = model._meta
+    columns = [opts.get_field(name) for name in fields]
+    row = "(%s::bigint, " + ", ".join(f"%s::{c.db_type(connection)}" for c in columns) + ")"
+    params: list[Any] = []
+    for obj in objs:
+        params.append(obj.pk)
+        params.extend(c.get_db_prep_save(getattr(obj, c.attname), connection) for c in columns)
+    names = ", ".join(f'"{c.column}"' for c in columns)
+    assignments = ", ".join(f'"{c.column}" = v."{c.column}"' for c in columns)
+    sql = (
+        f'UPDATE "{opts.db_table}" AS t SET {assignments} '  # noqa: S608 - names from the model
+        f"FROM (VALUES {', '.join([row] * len(objs))}) AS v(id, {names}) WHERE t.id = v.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+# Broadcasting every one of hundreds of order updates at once floods the channel layer;
+# past this many, the panel gets the first ones and reloads the rest on mode.changed.
+BULK_BROADCAST_LIMIT = 50
+
+
+def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
+    """Apply many executions of ONE account at once, each exactly once.
+
+    The same rules as ``fill_apply`` (the same domain objects: ``OrderState.apply_fill``
+    and the average-cost ``Position``; the same locks in the same order: orders ->
+    positions -> account; the same rounding) in a constant number of queries, for the
+    kill switch's closing fills. A fill whose trade id was applied before is skipped.
+    """
+    if not fills:
+        return []
+    with transaction.atomic():
+        orders = {
+            o.client_order_id: o
+            for o in Order.objects.select_for_update()
+            .select_related("instrument")
+            .filter(client_order_id__in=[f.client_order_id for f in fills])
+            .order_by("id")
+        }
+        account_ids = {o.account_id for o in orders.values()}
+        if len(account_ids) != 1:
+            raise ValueError(
+                f"fills_apply takes the fills of one account, got {sorted(account_ids)}"
+            )
+        account_id = account_ids.pop()
+        seen: dict[int, set[str]] = {o.pk: set() for o in orders.values()}
+        for order_id, trade_id in Fill.objects.filter(order_id__in=seen).values_list(
+            "order_id", "trade_id"
+        ):
+            seen[order_id].add(trade_id)
+        instrument_ids = {o.instrument_id for o in orders.values()}
+        Position.objects.bulk_create(
+            [Position(account_id=account_id, instrument_id=i) for i in instrument_ids],
+            ignore_conflicts=True,
+        )
+        positions = {
+            p.instrument_id: p
+            for p in Position.objects.select_for_update()
+            .select_related("instrument")
+            .filter(account_id=account_id, instrument_id__in=instrument_ids)
+            .order_by("id")
+        }
+        account = Account.objects.select_for_update().get(pk=account_id)
+        states: dict[int, OrderState] = {}
+        rows: list[Fill] = []
+        for fill in fills:
+            order = orders[fill.client_order_id]
+            if fill.trade_id in seen[order.pk]:
+                continue
+            state = states.get(order.pk) or _order_state(order, seen[order.pk])
+            state.apply_fill(fill)  # raises on overfill: nothing of the batch is written
+            states[order.pk] = state
+            position = positions[order.instrument_id]
+            value = PositionValue(
+                instrument=order.instrument.symbol,
+                quantity=position.quantity,
+                avg_price=position.avg_price,
+                realized_pnl=position.realized_pnl,
+                fees=position.fees,
+            )
+            realized = value.apply_fill(fill)
+            value.fees += fill.fee
+            fee = _money(fill.fee)
+            notional = fill.quantity * fill.price
+            account.cash = _money(
+                account.cash - notional - fee
+                if fill.side is Side.BUY
+                else account.cash + notional - fee
+            )
+            account.fees_paid = _money(account.fees_paid + fee)
+            account.realized_pnl = _money(account.realized_pnl + realized)
+            position.quantity = value.quantity
+            position.avg_price = _money(value.avg_price)
+            position.realized_pnl = _money(value.realized_pnl)
+            position.fees = _money(value.fees)
+            position.last_price = fill.price
+            order.status = state.status.value
+            order.filled_quantity = state.filled_quantity
+            order.avg_fill_price = (
+                _money(state.avg_fill_price) if state.avg_fill_price is not None else None
+            )
+            order.fees = _money(state.fees)
+            rows.append(
+                Fill(
+                    account=account,
+                    order=order,
+                    trade_id=fill.trade_id,
+                    side=fill.side.value,
+                    quantity=fill.quantity,
+                    price=fill.price,
+                    fee=fee,
+                    realized_pnl=_money(realized),
+                    ts=fill.ts,
+                )
+            )
+        if not rows:
+            return []
+        now = timezone.now()
+        for order in orders.values():
+            order.updated_at = now
+        for position in positions.values():
+            position.updated_at = now
+        account.save(update_fields=["cash", "fees_paid", "realized_pnl"])
+        _rows_update(
+            Position,
+            list(positions.values()),
+            ["quantity", "avg_price", "realized_pnl", "fees", "last_price", "updated_at"],
+        )
+        _rows_update(
+            Order,
+            list(orders.values()),
+            ["status", "filled_quantity", "avg_fill_price", "fees", "updated_at"],
+        )
+        Fill.objects.bulk_create(rows)
+        for row in rows[:BULK_BROADCAST_LIMIT]:
+            realtime.broadcast_fill(row, row.order)
+            realtime.broadcast_order(row.order)
+        realtime.broadcast_positions(account)
+    return rows
+
+
+def positions_close_all(
+    *, account: Account, actor: str, reason: str
+) -> tuple[list[Order], list[str]]:
+    """Close every position of ``account`` at once: the kill switch's closing orders.
+
+    One reduce-only market order per position, through the same protocol as
+    ``order_send`` but batched: (1) under the orders' row locks and a share lock of the
+    mode row, each passes ``check_mode`` (in KILL only the kill switch's own closing
+    orders do) and is marked SUBMITTED and committed before the broker is called;
+    (2) the broker calls; (3) the acks. At the paper broker the orders then fill at
+    once at the last mark (``PaperVenue.fill_at_mark``), applied by ``fills_apply``.
+    Returns (the closing orders, errors).
+    """
+    venue = venue_for(account)
+    positions = list(
+        Position.objects.filter(account=account).exclude(quantity=0).select_related("instrument")
+    )
+    if not positions:
+        return [], []
+    marks = {p.instrument_id: p.last_price or p.avg_price for p in positions}
+    created = Order.objects.bulk_create(
+        [
+            Order(
+                account=account,
+                instrument=p.instrument,
+                client_order_id=f"{KILL_ORDER_PREFIX}{uuid.uuid4().hex}",
+                side=(Side.SELL if p.quantity > 0 else Side.BUY).value,
+                order_type=OrderType.MARKET.value,
+                quantity=abs(p.quantity),
+                decision_price=marks[p.instrument_id],
+                reduce_only=True,
+                status=OrderStatus.INITIALIZED.value,
+                status_reason=f"kill switch ({actor}): {reason}"[:500],
+            )
+            for p in positions
+        ]
+    )
+    ids = [o.pk for o in created]
+    errors: list[str] = []
+    with transaction.atomic():
+        orders = list(
+            Order.objects.select_for_update()
+            .select_related("instrument")
+            .filter(pk__in=ids, status=OrderStatus.INITIALIZED.value)
+            .order_by("id")
+        )
+        mode = system_mode_lock_shared()
+        quantities = dict(
+            Position.objects.filter(account=account).values_list("instrument_id", "quantity")
+        )
+        now = timezone.now()
+        sendable: list[Order] = []
+        for order in orders:
+            gate = check_mode(
+                OrderIntent(
+                    instrument=order.instrument.symbol,
+                    side=Side(order.side),
+                    quantity=order.quantity,
+                    reduce_only=True,
+                ),
+                RiskContext(
+                    mode=mode,
+                    last_price=order.decision_price or Decimal(1),
+                    position_quantity=quantities.get(order.instrument_id, Decimal(0)),
+                    kill_switch_order=True,
+                ),
+            )
+            if gate.passed:
+                _set_status(order, OrderStatus.SUBMITTED)
+                order.submitted_at = now
+                sendable.append(order)
+            else:
+                _set_status(
+                    order, OrderStatus.DENIED, f"mode {mode.value} at send time: {gate.detail}"
+                )
+                errors.append(f"{order.client_order_id} denied: {gate.detail}")
+            order.updated_at = now
+        _rows_update(Order, orders, ["status", "status_reason", "submitted_at", "updated_at"])
+
+    acked: list[Order] = []
+    for order in sendable:
+        try:
+            ack = venue.submit(order)
+        except VenueRejected as exc:
+            _set_status(order, OrderStatus.REJECTED, str(exc))
+            errors.append(f"{order.client_order_id} rejected: {exc}")
+            continue
+        except VenueTemporaryError as exc:
+            errors.append(f"{order.client_order_id} outcome unknown (left SUBMITTED): {exc}")
+            continue
+        order.broker_order_id = ack.broker_order_id
+        _set_status(order, OrderStatus.ACCEPTED)
+        acked.append(order)
+    with transaction.atomic():
+        now = timezone.now()
+        for order in sendable:
+            order.updated_at = now
+        _rows_update(Order, sendable, ["status", "status_reason", "broker_order_id", "updated_at"])
+        audit_record(
+            actor="execution",
+            action="orders.sent",
+            target=account.name,
+            data={
+                "venue": venue.name,
+                "reason": "kill switch closing orders",
+                "orders": {o.client_order_id: o.broker_order_id for o in acked},
+                "errors": errors,
+            },
+        )
+        for order in orders[:BULK_BROADCAST_LIMIT]:
+            realtime.broadcast_order(order)
+    fill_at_mark = getattr(venue, "fill_at_mark", None)
+    if fill_at_mark is not None and acked:
+        ts = timezone.now()
+        fills_apply(fills=[fill_at_mark(o, mark=marks[o.instrument_id], ts=ts) for o in acked])
+    return orders, errors

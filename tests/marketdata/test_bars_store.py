@@ -100,7 +100,9 @@ def test_bars_table_when_timescaledb_absent_then_brin_index_on_ts() -> None:
 
     if timescale:  # the hypertable partitions on ts instead
         cursor = connection.cursor()
-        cursor.execute("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'marketdata_bar'")
+        cursor.execute(
+            "SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'marketdata_bar'"
+        )
         assert cursor.fetchone() is not None
     else:
         assert row is not None

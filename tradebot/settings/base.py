@@ -29,12 +29,20 @@ INSTALLED_APPS = [
     "channels",
     "django_celery_beat",
     "django_prometheus",
+    # Login: password + TOTP, lockout (tradebot/settings/components/security.py)
+    "django_otp",
+    "django_otp.plugins.otp_static",
+    "django_otp.plugins.otp_totp",
+    "two_factor",
+    "axes",
     "apps.core",
     "apps.audit",
     "apps.risk",
     "apps.marketdata",
     "apps.trading",
+    "apps.ml",
     "apps.panel",
+    "apps.ops",
 ]
 
 MIDDLEWARE = [
@@ -46,8 +54,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Session limits before OTP: an ended session reaches the views anonymous and unverified.
+    "apps.panel.middleware.SessionLimitsMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "axes.middleware.AxesMiddleware",  # last (django-axes docs)
 ]
 
 ROOT_URLCONF = "tradebot.urls"
@@ -96,8 +108,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
-LOGIN_REDIRECT_URL = "panel:overview"
+# LOGIN_URL, AUTHENTICATION_BACKENDS, sessions and lockout: components/security.py
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -115,4 +126,6 @@ STORAGES = {
 from tradebot.settings.components.celery import *  # noqa: E402, F403
 from tradebot.settings.components.channels import *  # noqa: E402, F403
 from tradebot.settings.components.logging import *  # noqa: E402, F403
+from tradebot.settings.components.ops import *  # noqa: E402, F403
+from tradebot.settings.components.security import *  # noqa: E402, F403
 from tradebot.settings.components.trading import *  # noqa: E402, F403

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from apps.strategies.domain.ml_strategy import ml_strategy_from_file
 from apps.strategies.domain.sma_cross import SmaCross
 
 if TYPE_CHECKING:
@@ -12,7 +13,10 @@ if TYPE_CHECKING:
 
     from apps.strategies.domain.base import Strategy
 
-STRATEGIES: dict[str, Callable[..., Strategy]] = {"sma_cross": SmaCross}
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    "sma_cross": SmaCross,
+    "ml": ml_strategy_from_file,  # --param model=models/<file>.joblib --param threshold=0.5
+}
 
 
 def strategy_params(name: str) -> tuple[str, ...]:

@@ -143,6 +143,7 @@ class _Slot:
         "pending",
         "quantity",
         "signal_ts",
+        "stake_scale",
         "strategy",
         "value",
     )
@@ -151,6 +152,8 @@ class _Slot:
         self.name = name
         self.strategy = strategy
         self.decide = strategy.decide
+        # Strategies that size by conviction (ml) expose stake_multiplier(instrument).
+        self.stake_scale = getattr(strategy, "stake_multiplier", None)
         self.instrument = instrument
         self.long = False  # holding a position
         self.pending = False  # an entry intent or exit order waits for the next bar
@@ -265,7 +268,10 @@ class _Run:
         if action is SignalAction.ENTER_LONG:
             if slot.long or slot.pending:
                 return
-            quantity = quantity_for_stake(self.stake, price, slot.instrument)
+            stake = (
+                self.stake if slot.stake_scale is None else self.stake * slot.stake_scale(slot.name)
+            )
+            quantity = quantity_for_stake(stake, price, slot.instrument)
             if quantity <= 0:  # lot size larger than the stake buys
                 reason = f"stake buys less than one lot at {bar.close}"
                 self.denials.append(Denial(slot.name, bar.ts, Side.BUY, reason))
@@ -307,7 +313,10 @@ class _Run:
             slot.entry_intent = None
             self.entries_waiting -= 1
             price = self.slippage.apply(bar.open, Side.BUY)
-            quantity = quantity_for_stake(self.stake, price, slot.instrument)
+            stake = self.stake
+            if slot.stake_scale is not None:  # scaled at signal time: intent / decision price
+                stake = intent.quantity * intent.decision_price  # type: ignore[operator]
+            quantity = quantity_for_stake(stake, price, slot.instrument)
             order = OrderState.from_intent(self.next_order_id(), replace(intent, quantity=quantity))
             self.matcher.submit(order, slot.signal_ts)  # type: ignore[arg-type]
         for fill in self.matcher.on_bar(bar):

@@ -8,6 +8,9 @@ processed twice yields the same trade ids (applied once by ``fill_apply``).
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+
 from django.conf import settings
 
 from apps.marketdata.domain.bars import Bar
@@ -28,12 +31,36 @@ WORKING = (
 
 class PaperVenue:
     name = Broker.PAPER.value
+    # A cancel is final at once: the book is the database, a CANCELED order leaves it.
+    cancel_is_immediate = True
 
     def submit(self, order: Order) -> VenueAck:
         return VenueAck(broker_order_id=f"paper-{order.client_order_id}")
 
     def cancel(self, order: Order) -> None:
         return None
+
+    def fill_at_mark(self, order: Order, *, mark: Decimal, ts: datetime) -> Fill:
+        """The kill switch's emergency close: fill the whole order NOW at the last mark.
+
+        An emergency close does not wait for the next bar's open (as every other paper
+        market order does): it fills completely at ``mark`` (the last bar's close) with
+        the paper slippage applied against the order (a sell receives less) and the
+        paper fee rate. Trade id ``paper-<client_order_id>-kill`` (applied once).
+        """
+        side = Side(order.side)
+        price = SlippageModel(bps=settings.PAPER_SLIPPAGE_BPS).apply(mark, side)
+        quantity = order.quantity - order.filled_quantity
+        return Fill(
+            trade_id=f"paper-{order.client_order_id}-kill",
+            client_order_id=order.client_order_id,
+            instrument=order.instrument.symbol,
+            side=side,
+            quantity=quantity,
+            price=price,
+            fee=quantity * price * settings.PAPER_FEE_RATE,
+            ts=ts,
+        )
 
     def match(self, bar: Bar) -> list[Fill]:
         """Fills that ``bar`` gives the working paper orders of its instrument."""

@@ -165,7 +165,7 @@ def test_build_strategy_when_string_params_then_converts() -> None:
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("nope", {}, "unknown strategy 'nope'; choose one of: sma_cross"),
+        ("nope", {}, "unknown strategy 'nope'; choose one of: ml, sma_cross"),
         ("sma_cross", {"fast": "1", "slow": "2", "x": "3"}, "unknown parameter 'x'"),
         ("sma_cross", {"fast": "1"}, "needs parameter 'slow'"),
         ("sma_cross", {"fast": "a", "slow": "2"}, "'fast' of strategy 'sma_cross' must be an int"),

@@ -20,6 +20,9 @@ CELERY_TASK_QUEUES = tuple(Queue(q.value) for q in CeleryQueue)
 # Routing by task name (the per-task `queue` attribute is deprecated in Celery 5).
 CELERY_TASK_ROUTES = {
     "trading.order_send": {"queue": CeleryQueue.EXECUTION.value},
+    "ml.retrain": {"queue": CeleryQueue.ML.value},
+    # Backups, vacuum, log rotation, restore tests, checklists, beat heartbeat (apps/ops).
+    "ops.*": {"queue": CeleryQueue.MAINTENANCE.value},
 }
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240

@@ -4,6 +4,10 @@ from tradebot.env import env
 
 _LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
 _JSON = env.str("ENVIRONMENT", default="dev") in ("staging", "prod")
+# Files: one per process in LOG_DIR, rotated at midnight UTC, kept LOG_RETENTION_DAYS
+# (apps/ops/logging.py); unset = stdout only (the container runtime keeps it).
+LOG_DIR = env.str("LOG_DIR", default="")
+LOG_RETENTION_DAYS = env.int("LOG_RETENTION_DAYS", default=90)
 
 LOGGING = {
     "version": 1,
@@ -11,11 +15,16 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         "json": {
-            "()": "apps.core.logging.JsonFormatter",
+            "()": "apps.ops.logging.JsonFormatter",
         },
     },
+    "filters": {"mask_secrets": {"()": "apps.ops.logging.SecretMaskingFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json" if _JSON else "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if _JSON else "plain",
+            "filters": ["mask_secrets"],
+        },
     },
     "root": {"handlers": ["console"], "level": _LOG_LEVEL},
     "loggers": {
@@ -23,3 +32,12 @@ LOGGING = {
         "celery": {"level": _LOG_LEVEL},
     },
 }
+if LOG_DIR:
+    LOGGING["handlers"]["file"] = {
+        "()": "apps.ops.logging.DailyFileHandler",
+        "directory": LOG_DIR,
+        "backupCount": LOG_RETENTION_DAYS,
+        "formatter": "json" if _JSON else "plain",
+        "filters": ["mask_secrets"],
+    }
+    LOGGING["root"]["handlers"].append("file")

@@ -5,7 +5,10 @@ these are the hard ceilings no database row can raise. Every value is parsed
 strictly: a bad one stops the start with the variable's name.
 """
 
+import re
 from decimal import Decimal
+
+from django.core.exceptions import ImproperlyConfigured
 
 from tradebot.env import BASE_DIR, env, env_bool, env_number
 
@@ -15,6 +18,38 @@ RISK_CEILING_MAX_ORDER_NOTIONAL = env_number(
 RISK_CEILING_MAX_POSITION_NOTIONAL = env_number(
     "RISK_CEILING_MAX_POSITION_NOTIONAL", Decimal("250000"), Decimal, minimum=0
 )
+
+RISK_CEILING_MAX_GROSS_EXPOSURE = env_number(
+    "RISK_CEILING_MAX_GROSS_EXPOSURE", Decimal("500000"), Decimal, minimum=0
+)
+RISK_CEILING_MAX_OPEN_POSITIONS = env_number("RISK_CEILING_MAX_OPEN_POSITIONS", 50, int, minimum=0)
+# Fraction of the last price (0.10 = an order price at most 10 % away from it).
+RISK_CEILING_PRICE_COLLAR_PCT = env_number(
+    "RISK_CEILING_PRICE_COLLAR_PCT", Decimal("0.10"), Decimal, minimum=0
+)
+RISK_CEILING_MAX_ORDERS_PER_MINUTE = env_number(
+    "RISK_CEILING_MAX_ORDERS_PER_MINUTE", 60, int, minimum=0
+)
+# The duplicate-order guard can be made longer per account, never shorter than this.
+RISK_MIN_DUPLICATE_WINDOW_SECONDS = env_number(
+    "RISK_MIN_DUPLICATE_WINDOW_SECONDS", 5, int, minimum=0
+)
+RISK_MAX_DUPLICATE_WINDOW_SECONDS = env_number(
+    "RISK_MAX_DUPLICATE_WINDOW_SECONDS", 3600, int, minimum=0
+)
+
+# Monitoring (fractions): drawdown warning / automatic KILL, daily loss warning / PAUSE.
+RISK_DRAWDOWN_WARN = env_number("RISK_DRAWDOWN_WARN", Decimal("0.10"), Decimal, minimum=0)
+RISK_DRAWDOWN_KILL = env_number("RISK_DRAWDOWN_KILL", Decimal("0.15"), Decimal, minimum=0)
+RISK_DAILY_LOSS_WARN = env_number("RISK_DAILY_LOSS_WARN", Decimal("0.02"), Decimal, minimum=0)
+RISK_DAILY_LOSS_PAUSE = env_number("RISK_DAILY_LOSS_PAUSE", Decimal("0.03"), Decimal, minimum=0)
+# Start of the trading day, HH:MM UTC (market time: the bar time in a replay).
+RISK_DAY_BOUNDARY_UTC = env.str("RISK_DAY_BOUNDARY_UTC", "00:00").strip()
+if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", RISK_DAY_BOUNDARY_UTC):
+    raise ImproperlyConfigured(
+        f"RISK_DAY_BOUNDARY_UTC={RISK_DAY_BOUNDARY_UTC!r} must be HH:MM in UTC (e.g. 00:00)"
+    )
+RISK_VAR_WINDOW_DAYS = env_number("RISK_VAR_WINDOW_DAYS", 250, int, minimum=2)
 
 # Paper broker
 PAPER_FEE_RATE = env_number("PAPER_FEE_RATE", Decimal("0.001"), Decimal, minimum=0)
@@ -34,3 +69,8 @@ REPLAY_FILES = env.list("REPLAY_FILES", default=[])
 REPLAY_SPEED = env_number("REPLAY_SPEED", 120.0, float, minimum=0)
 REPLAY_LOOP = env_bool("REPLAY_LOOP", True)
 DATA_FEED_STALE_SECONDS = env_number("DATA_FEED_STALE_SECONDS", 300, int, minimum=1)
+
+# AI signals (apps.ml): the quarterly retrain reads this gap-free OHLCV CSV; empty = the
+# scheduled retrain fails with a message saying to set it.
+ML_RETRAIN_DATA = env.str("ML_RETRAIN_DATA", default="")
+ML_THRESHOLD = env_number("ML_THRESHOLD", 0.5, float, minimum=0)

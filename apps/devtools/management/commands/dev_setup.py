@@ -50,4 +50,13 @@ class Command(BaseCommand):
                 "max_position_notional": Decimal("20000"),
             },
         )
-        self.stdout.write(f"login: http://127.0.0.1:8000/  user {username}  password {password}")
+        from django_otp import user_has_device
+
+        second_factor = (
+            "then your authenticator app's code"
+            if user_has_device(user)
+            else "then scan the QR code shown with an authenticator app (first login only)"
+        )
+        self.stdout.write(
+            f"login: http://127.0.0.1:8000/  user {username}  password {password}, {second_factor}"
+        )

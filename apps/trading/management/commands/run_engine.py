@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core.domain.exceptions import MarketDataError
+from apps.core.pidfile import pidfile
 from apps.marketdata.domain.csvfile import timeframe_from_path
 from apps.marketdata.domain.feed import ReplayFeed
 from apps.marketdata.models import FeedStatus
+from apps.strategies.domain.base import Strategy
 from apps.strategies.domain.registry import build_strategy
 from apps.trading.engine import Engine
 from apps.trading.services import account_get_or_create
@@ -68,15 +71,12 @@ class Command(BaseCommand):
         if speed < 0:
             raise CommandError(f"--speed must be >= 0, got {speed}")
         params = dict(settings.ENGINE_STRATEGY_PARAMS)
-        try:
-            build_strategy(settings.ENGINE_STRATEGY, params)
-        except ValueError as exc:
-            raise CommandError(f"{exc} (set ENGINE_STRATEGY / ENGINE_STRATEGY_PARAMS)") from exc
+        factory = self._strategy_factory(settings.ENGINE_STRATEGY, params)
 
         account = account_get_or_create(name=options["account"])
         engine = Engine(
             account=account,
-            strategy_factory=lambda: build_strategy(settings.ENGINE_STRATEGY, params),
+            strategy_factory=factory,
             strategy_name=settings.ENGINE_STRATEGY,
             strategy_params=params,
             stake=settings.ENGINE_STAKE,
@@ -110,13 +110,32 @@ class Command(BaseCommand):
             bars = (
                 feed if options["max_bars"] is None else itertools.islice(feed, options["max_bars"])
             )
-            count = engine.run(bars)
+            # The pid file lets `manage.py shutdown_graceful` stop the engine (SIGTERM).
+            with pidfile(Path(settings.ENGINE_PIDFILE)):
+                count = engine.run(bars)
         except MarketDataError as exc:
             raise CommandError(str(exc)) from exc
         if engine.stopping:
             self.stdout.write(f"engine: stopped cleanly after {count} bars")
         else:
             self.stdout.write(f"engine: end of data after {count} bars")
+
+    def _strategy_factory(self, name: str, params: dict[str, str]) -> Callable[[], Strategy]:
+        """The live strategy: "ml" runs the active model with every prediction logged."""
+        if name == "ml":
+            from apps.ml.domain.errors import MlError
+            from apps.ml.services import ml_strategy_live
+
+            try:
+                ml_strategy_live()
+            except MlError as exc:
+                raise CommandError(f"ENGINE_STRATEGY=ml: {exc}") from exc
+            return ml_strategy_live
+        try:
+            build_strategy(name, params)
+        except ValueError as exc:
+            raise CommandError(f"{exc} (set ENGINE_STRATEGY / ENGINE_STRATEGY_PARAMS)") from exc
+        return lambda: build_strategy(name, params)
 
     def _paths(self, given: list[str] | None) -> list[Path]:
         if given:
