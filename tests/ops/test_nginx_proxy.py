@@ -40,6 +40,15 @@ class NginxProxyTests(ChannelsLiveServerTestCase):
     def setUpClass(cls) -> None:
         cls.nginx_bin = need("nginx", "nginx")
         connections.close_all()  # the server is forked: no shared DB sockets
+        # Nor our channel layer: its Redis (pub/sub) connections belong to this process.
+        from channels.layers import channel_layers
+
+        channel_layers.backends.clear()
+        # And a fresh event loop for Daphne's asyncio reactor in the child (async tests may
+        # leave a closed one set as current).
+        import asyncio
+
+        asyncio.set_event_loop(asyncio.new_event_loop())
         super().setUpClass()
 
     def setUp(self) -> None:

@@ -162,6 +162,15 @@ class _BrowserTestCase(ChannelsLiveServerTestCase):
             _require(False, "needs the PyPI package playwright")
         # The server process is forked: it must not inherit (and share) our open DB sockets.
         connections.close_all()
+        # Nor our channel layer: its Redis (pub/sub) connections belong to this process.
+        from channels.layers import channel_layers
+
+        channel_layers.backends.clear()
+        # And a fresh event loop for Daphne's asyncio reactor in the child (async tests may
+        # leave a closed one set as current).
+        import asyncio
+
+        asyncio.set_event_loop(asyncio.new_event_loop())
         super().setUpClass()
 
     def setUp(self) -> None:

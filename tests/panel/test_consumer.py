@@ -208,12 +208,16 @@ async def test_receive_when_browser_sends_anything_then_ignored_and_still_connec
         await communicator.disconnect()
 
 
-async def _group_members() -> set[bytes]:
+async def _group_members() -> set[str]:
+    """The channels of this process subscribed to the panel group (the pub/sub layer keeps
+    group membership per process and subscribes its Redis connection to the group)."""
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    connection = layer.connection(layer.consistent_hash(GROUP_PANEL))
-    return set(await connection.zrange(layer._group_key(GROUP_PANEL), 0, -1))
+    members: set[str] = set()
+    for loop_layer in layer._layers.values():
+        members |= set(loop_layer.groups.get(loop_layer._get_group_channel_name(GROUP_PANEL), ()))
+    return members
 
 
 @pytest.mark.asyncio
