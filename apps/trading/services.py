@@ -295,6 +295,21 @@ def _send_gate(order: Order) -> tuple[SystemMode, CheckResult]:
     return mode, gate
 
 
+def _order_refuse(
+    order: Order, status: OrderStatus, action: str, mode: SystemMode, gate: CheckResult, when: str
+) -> None:
+    """The mode gate said no: record why on the order and in the audit trail, push it."""
+    _set_status(order, status, f"mode {mode.value} {when}: {gate.detail}")
+    order.save(update_fields=["status", "status_reason", "updated_at"])
+    audit_record(
+        actor="execution",
+        action=action,
+        target=order.client_order_id,
+        data={"mode": mode.value, "detail": gate.detail},
+    )
+    realtime.broadcast_order(order)
+
+
 def order_send(*, order_id: int) -> Order:
     """Send one order to its broker, at most once, never after a PAUSE or KILL that forbids it.
 
@@ -321,15 +336,9 @@ def order_send(*, order_id: int) -> Order:
             return order
         mode, gate = _send_gate(order)
         if not gate.passed:
-            _set_status(order, OrderStatus.DENIED, f"mode {mode.value} at send time: {gate.detail}")
-            order.save(update_fields=["status", "status_reason", "updated_at"])
-            audit_record(
-                actor="execution",
-                action="order.denied_at_send",
-                target=order.client_order_id,
-                data={"mode": mode.value, "detail": gate.detail},
+            _order_refuse(
+                order, OrderStatus.DENIED, "order.denied_at_send", mode, gate, "at send time"
             )
-            realtime.broadcast_order(order)
             return order
         _set_status(order, OrderStatus.SUBMITTED)
         order.submitted_at = timezone.now()
@@ -342,17 +351,9 @@ def order_send(*, order_id: int) -> Order:
             if not gate.passed:
                 order = Order.objects.select_for_update().get(pk=order_id)
                 if order.status == OrderStatus.SUBMITTED:
-                    _set_status(
-                        order, OrderStatus.CANCELED, f"mode {mode.value} before send: {gate.detail}"
+                    _order_refuse(
+                        order, OrderStatus.CANCELED, "order.withheld", mode, gate, "before send"
                     )
-                    order.save(update_fields=["status", "status_reason", "updated_at"])
-                    audit_record(
-                        actor="execution",
-                        action="order.withheld",
-                        target=order.client_order_id,
-                        data={"mode": mode.value, "detail": gate.detail},
-                    )
-                    realtime.broadcast_order(order)
                 return order
             ack = venue.submit(order)
         audit_record(
