@@ -15,6 +15,12 @@ DATABASES["default"]["TEST"] = {  # noqa: F405
     + env.str("TEST_DB_SUFFIX", default="")  # parallel runs in one checkout
 }
 
+# Redis pub/sub channels ignore the database number: give this checkout (and parallel
+# runs in it) its own channel-layer prefix too, so their websocket events never mix.
+CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = (  # noqa: F405
+    "tradebot-test-" + DATABASES["default"]["TEST"]["NAME"].removeprefix("test_tradebot_")  # noqa: F405
+)
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
