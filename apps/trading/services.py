@@ -34,6 +34,7 @@ from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sizing import quantity_for_stake
 from apps.trading import realtime
 from apps.trading.domain.accounting import Position as PositionValue
+from apps.trading.domain.intents import entry_intent, exit_intent
 from apps.trading.domain.orders import Fill as FillValue
 from apps.trading.domain.orders import OrderIntent, OrderState, OrderStatus, transition
 from apps.trading.domain.values import Instrument as InstrumentSpec
@@ -178,21 +179,18 @@ def decision_make(
                 stake * Decimal(signal.inputs["stake_multiplier"]), limits.max_order_notional
             )
         quantity = quantity_for_stake(stake, signal.price, instrument_spec(instrument))
-        intent = OrderIntent(
+        intent = entry_intent(
             instrument=instrument.symbol,
-            side=Side.BUY,
             quantity=quantity.quantize(DB_QUANTUM, rounding=ROUND_DOWN),
             decision_price=signal.price,
-            reason="sma cross above",
+            reason=f"{strategy} {signal.action}",
         )
     else:
-        intent = OrderIntent(
+        intent = exit_intent(
             instrument=instrument.symbol,
-            side=Side.SELL,
-            quantity=position_qty,
+            position_quantity=position_qty,
             decision_price=signal.price,
-            reduce_only=True,
-            reason="exit long",
+            reason=f"{strategy} {signal.action}",
         )
 
     ctx = risk_context_for(
@@ -272,10 +270,9 @@ def _set_status(order: Order, new: OrderStatus, reason: str = "") -> None:
         order.status_reason = reason
 
 
-def _send_gate(order: Order) -> tuple[SystemMode, CheckResult]:
-    """The mode gate for ``order``, read under a share lock of the mode row (in a transaction)."""
-    mode = system_mode_lock_shared()
-    intent = OrderIntent(
+def _order_intent(order: Order) -> OrderIntent:
+    """The intent an order row carries (what the mode gate judges at send time)."""
+    return OrderIntent(
         instrument=order.instrument.symbol,
         side=Side(order.side),
         quantity=order.quantity,
@@ -283,8 +280,13 @@ def _send_gate(order: Order) -> tuple[SystemMode, CheckResult]:
         limit_price=order.limit_price,
         reduce_only=order.reduce_only,
     )
+
+
+def _send_gate(order: Order) -> tuple[SystemMode, CheckResult]:
+    """The mode gate for ``order``, read under a share lock of the mode row (in a transaction)."""
+    mode = system_mode_lock_shared()
     gate = check_mode(
-        intent,
+        _order_intent(order),
         RiskContext(
             mode=mode,
             last_price=order.decision_price or Decimal(1),
@@ -404,6 +406,56 @@ def _order_state(order: Order, trade_ids: set[str]) -> OrderState:
     )
 
 
+def _fill_book(
+    *, fill: FillValue, state: OrderState, order: Order, position: Position, account: Account
+) -> Fill:
+    """Book one fill onto the in-memory account, position and order rows; return the unsaved
+    Fill row.
+
+    ``state`` already has the fill applied (which validated it). The caller holds the rows'
+    locks (order -> position -> account) and saves them, one by one or in a batch. Money is
+    rounded half-even to the database's 12 places once per fill.
+    """
+    value = PositionValue(
+        instrument=order.instrument.symbol,
+        quantity=position.quantity,
+        avg_price=position.avg_price,
+        realized_pnl=position.realized_pnl,
+        fees=position.fees,
+    )
+    realized = value.apply_fill(fill)
+    value.fees += fill.fee
+    fee = _money(fill.fee)
+    notional = fill.quantity * fill.price
+    account.cash = _money(
+        account.cash - notional - fee if fill.side is Side.BUY else account.cash + notional - fee
+    )
+    account.fees_paid = _money(account.fees_paid + fee)
+    account.realized_pnl = _money(account.realized_pnl + realized)
+    position.quantity = value.quantity
+    position.avg_price = _money(value.avg_price)
+    position.realized_pnl = _money(value.realized_pnl)
+    position.fees = _money(value.fees)
+    position.last_price = fill.price
+    order.status = state.status.value
+    order.filled_quantity = state.filled_quantity
+    order.avg_fill_price = (
+        _money(state.avg_fill_price) if state.avg_fill_price is not None else None
+    )
+    order.fees = _money(state.fees)
+    return Fill(
+        account=account,
+        order=order,
+        trade_id=fill.trade_id,
+        side=fill.side.value,
+        quantity=fill.quantity,
+        price=fill.price,
+        fee=fee,
+        realized_pnl=_money(realized),
+        ts=fill.ts,
+    )
+
+
 def fill_apply(*, fill: FillValue) -> Fill | None:
     """Apply one broker execution exactly once. Returns None when it was applied before.
 
@@ -426,55 +478,14 @@ def fill_apply(*, fill: FillValue) -> Fill | None:
         position, _ = Position.objects.select_for_update().get_or_create(
             account=order.account, instrument=order.instrument
         )
-        value = PositionValue(
-            instrument=order.instrument.symbol,
-            quantity=position.quantity,
-            avg_price=position.avg_price,
-            realized_pnl=position.realized_pnl,
-            fees=position.fees,
-        )
-        realized = value.apply_fill(fill)
-        value.fees += fill.fee
         account = Account.objects.select_for_update().get(pk=order.account_id)
-
-        fee = _money(fill.fee)
-        notional = fill.quantity * fill.price
-        account.cash = _money(
-            account.cash - notional - fee
-            if fill.side is Side.BUY
-            else account.cash + notional - fee
-        )
-        account.fees_paid = _money(account.fees_paid + fee)
-        account.realized_pnl = _money(account.realized_pnl + realized)
+        row = _fill_book(fill=fill, state=state, order=order, position=position, account=account)
         account.save(update_fields=["cash", "fees_paid", "realized_pnl"])
-
-        position.quantity = value.quantity
-        position.avg_price = _money(value.avg_price)
-        position.realized_pnl = _money(value.realized_pnl)
-        position.fees = _money(value.fees)
-        position.last_price = fill.price
         position.save()
-
-        order.status = state.status.value
-        order.filled_quantity = state.filled_quantity
-        order.avg_fill_price = (
-            _money(state.avg_fill_price) if state.avg_fill_price is not None else None
-        )
-        order.fees = _money(state.fees)
         order.save(
             update_fields=["status", "filled_quantity", "avg_fill_price", "fees", "updated_at"]
         )
-        row = Fill.objects.create(
-            account=account,
-            order=order,
-            trade_id=fill.trade_id,
-            side=fill.side.value,
-            quantity=fill.quantity,
-            price=fill.price,
-            fee=fee,
-            realized_pnl=_money(realized),
-            ts=fill.ts,
-        )
+        row.save()
         realtime.broadcast_fill(row, order)
         realtime.broadcast_order(order)
         realtime.broadcast_positions(account)
@@ -722,47 +733,13 @@ def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
             state = states.get(order.pk) or _order_state(order, seen[order.pk])
             state.apply_fill(fill)  # raises on overfill: nothing of the batch is written
             states[order.pk] = state
-            position = positions[order.instrument_id]
-            value = PositionValue(
-                instrument=order.instrument.symbol,
-                quantity=position.quantity,
-                avg_price=position.avg_price,
-                realized_pnl=position.realized_pnl,
-                fees=position.fees,
-            )
-            realized = value.apply_fill(fill)
-            value.fees += fill.fee
-            fee = _money(fill.fee)
-            notional = fill.quantity * fill.price
-            account.cash = _money(
-                account.cash - notional - fee
-                if fill.side is Side.BUY
-                else account.cash + notional - fee
-            )
-            account.fees_paid = _money(account.fees_paid + fee)
-            account.realized_pnl = _money(account.realized_pnl + realized)
-            position.quantity = value.quantity
-            position.avg_price = _money(value.avg_price)
-            position.realized_pnl = _money(value.realized_pnl)
-            position.fees = _money(value.fees)
-            position.last_price = fill.price
-            order.status = state.status.value
-            order.filled_quantity = state.filled_quantity
-            order.avg_fill_price = (
-                _money(state.avg_fill_price) if state.avg_fill_price is not None else None
-            )
-            order.fees = _money(state.fees)
             rows.append(
-                Fill(
-                    account=account,
+                _fill_book(
+                    fill=fill,
+                    state=state,
                     order=order,
-                    trade_id=fill.trade_id,
-                    side=fill.side.value,
-                    quantity=fill.quantity,
-                    price=fill.price,
-                    fee=fee,
-                    realized_pnl=_money(realized),
-                    ts=fill.ts,
+                    position=positions[order.instrument_id],
+                    account=account,
                 )
             )
         if not rows:
@@ -845,12 +822,7 @@ def positions_close_all(
         sendable: list[Order] = []
         for order in orders:
             gate = check_mode(
-                OrderIntent(
-                    instrument=order.instrument.symbol,
-                    side=Side(order.side),
-                    quantity=order.quantity,
-                    reduce_only=True,
-                ),
+                _order_intent(order),
                 RiskContext(
                     mode=mode,
                     last_price=order.decision_price or Decimal(1),

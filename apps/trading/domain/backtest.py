@@ -49,6 +49,7 @@ from apps.risk.domain.modes import SystemMode
 from apps.strategies.domain.base import SignalAction
 from apps.strategies.domain.sizing import quantity_for_stake
 from apps.trading.domain.accounting import EquityPoint, Ledger, fee_for
+from apps.trading.domain.intents import entry_intent, exit_intent
 from apps.trading.domain.orders import Fill, OrderIntent, OrderState, OrderStatus
 from apps.trading.domain.paper import NO_SLIPPAGE, PaperMatcher, SlippageModel
 from apps.trading.domain.values import Instrument, Side
@@ -276,9 +277,8 @@ class _Run:
                 reason = f"stake buys less than one lot at {bar.close}"
                 self.denials.append(Denial(slot.name, bar.ts, Side.BUY, reason))
                 return
-            intent = OrderIntent(
+            intent = entry_intent(
                 instrument=slot.name,
-                side=Side.BUY,
                 quantity=quantity,
                 decision_price=price,
                 reason=f"{slot.strategy.name} {action}",
@@ -291,12 +291,10 @@ class _Run:
         elif action is SignalAction.EXIT_LONG:
             if not slot.long or slot.pending:
                 return
-            intent = OrderIntent(
+            intent = exit_intent(
                 instrument=slot.name,
-                side=Side.SELL,
-                quantity=slot.quantity,
+                position_quantity=slot.quantity,
                 decision_price=price,
-                reduce_only=True,
                 reason=f"{slot.strategy.name} {action}",
             )
             if self.check(intent, price, slot.quantity, bar.ts):
@@ -367,12 +365,10 @@ class _Run:
         if slot.exit_order is not None:  # exit signalled on the last bar: never filled
             self.matcher.cancel(slot.exit_order.client_order_id)
             slot.exit_order = None
-        intent = OrderIntent(
+        intent = exit_intent(
             instrument=slot.name,
-            side=Side.SELL,
-            quantity=slot.quantity,
+            position_quantity=slot.quantity,
             decision_price=bar.close,
-            reduce_only=True,
             reason="backtest: close at end of data",
         )
         order = OrderState.from_intent(self.next_order_id(), intent)
