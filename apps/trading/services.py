@@ -40,7 +40,13 @@ from apps.trading.domain.orders import OrderIntent, OrderState, OrderStatus, tra
 from apps.trading.domain.values import Instrument as InstrumentSpec
 from apps.trading.domain.values import OrderType, Side
 from apps.trading.models import Account, Broker, EquitySnapshot, Fill, Order, Position
-from apps.trading.venues.base import Venue, VenueError, VenueRejected, VenueTemporaryError
+from apps.trading.venues.base import (
+    Venue,
+    VenueError,
+    VenueRejected,
+    VenueTemporaryError,
+    venue_order,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -254,14 +260,11 @@ def decision_make(
     return DecisionOutcome(decision, order)
 
 
-def venue_for(account: Account) -> Venue:
-    if account.broker == Broker.PAPER:
-        from apps.trading.venues.paper import PaperVenue
+def venue_for(account: Account, *, purpose: str = "execution") -> Venue:
+    """The account's broker adapter (apps.trading.venues.factory: settings + credentials)."""
+    from apps.trading.venues.factory import venue_get
 
-        return PaperVenue()
-    raise NotImplementedError(
-        f"account {account.name}: broker {account.broker!r} has no adapter yet; use the paper broker"
-    )
+    return venue_get(account, purpose=purpose)
 
 
 def _set_status(order: Order, new: OrderStatus, reason: str = "") -> None:
@@ -357,7 +360,7 @@ def order_send(*, order_id: int) -> Order:
                         order, OrderStatus.CANCELED, "order.withheld", mode, gate, "before send"
                     )
                 return order
-            ack = venue.submit(order)
+            ack = venue.submit(venue_order(order))
         audit_record(
             actor="execution",
             action="order.sent",
@@ -565,7 +568,7 @@ def orders_cancel_all(*, account: Account, actor: str, reason: str) -> CancelRes
     (CANCELED), a real broker's is PENDING_CANCEL until it confirms. The kill switch's
     own closing orders are left alone. One audit row lists what was done.
     """
-    venue = venue_for(account)
+    venue = venue_for(account, purpose="control")
     immediate = getattr(venue, "cancel_is_immediate", False)
     sent = denied = 0
     errors: list[str] = []
@@ -578,6 +581,16 @@ def orders_cancel_all(*, account: Account, actor: str, reason: str) -> CancelRes
             .exclude(client_order_id__startswith=KILL_ORDER_PREFIX)
             .order_by("id")
         )
+        # A real broker gets its own mass cancel (Kraken CancelAll, IB reqGlobalCancel):
+        # one request that also catches orders we do not know about. If it fails, each
+        # order is cancelled one by one below.
+        mass_cancelled = False
+        if not immediate and any(o.status != OrderStatus.INITIALIZED for o in orders):
+            try:
+                venue.cancel_all()
+                mass_cancelled = True
+            except VenueError as exc:
+                errors.append(f"mass cancel: {exc}")
         changed: list[Order] = []
         for order in orders:
             status = OrderStatus(order.status)
@@ -585,11 +598,12 @@ def orders_cancel_all(*, account: Account, actor: str, reason: str) -> CancelRes
                 _set_status(order, OrderStatus.DENIED, f"{reason} (never sent)")
                 denied += 1
             else:
-                try:
-                    venue.cancel(order)
-                except VenueError as exc:
-                    errors.append(f"cancel {order.client_order_id}: {exc}")
-                    continue
+                if not mass_cancelled:
+                    try:
+                        venue.cancel(venue_order(order))
+                    except VenueError as exc:
+                        errors.append(f"cancel {order.client_order_id}: {exc}")
+                        continue
                 sent += 1
                 if immediate or status is OrderStatus.SUBMITTED:
                     _set_status(order, OrderStatus.CANCELED, reason)
@@ -643,7 +657,7 @@ def position_close_now(*, position: Position, actor: str, reason: str) -> Order 
     order = order_send(order_id=order.pk)
     if order.status not in (OrderStatus.ACCEPTED.value, OrderStatus.SUBMITTED.value):
         return order
-    venue = venue_for(position.account)
+    venue = venue_for(position.account, purpose="control")
     fill_at_mark = getattr(venue, "fill_at_mark", None)
     if fill_at_mark is not None:
         fill_apply(fill=fill_at_mark(order, mark=mark, ts=timezone.now()))
@@ -781,7 +795,7 @@ def positions_close_all(
     once at the last mark (``PaperVenue.fill_at_mark``), applied by ``fills_apply``.
     Returns (the closing orders, errors).
     """
-    venue = venue_for(account)
+    venue = venue_for(account, purpose="control")
     positions = list(
         Position.objects.filter(account=account).exclude(quantity=0).select_related("instrument")
     )
@@ -845,7 +859,7 @@ def positions_close_all(
     acked: list[Order] = []
     for order in sendable:
         try:
-            ack = venue.submit(order)
+            ack = venue.submit(venue_order(order))
         except VenueRejected as exc:
             _set_status(order, OrderStatus.REJECTED, str(exc))
             errors.append(f"{order.client_order_id} rejected: {exc}")

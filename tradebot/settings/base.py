@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "apps.risk",
     "apps.marketdata",
     "apps.trading",
+    "apps.brokers",
     "apps.ml",
     "apps.panel",
     "apps.ops",
@@ -123,6 +124,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+from tradebot.settings.components.brokers import *  # noqa: E402, F403
 from tradebot.settings.components.celery import *  # noqa: E402, F403
 from tradebot.settings.components.channels import *  # noqa: E402, F403
 from tradebot.settings.components.logging import *  # noqa: E402, F403

@@ -17,8 +17,16 @@ from apps.marketdata.domain.bars import Bar
 from apps.trading.domain.orders import Fill, OrderState, OrderStatus
 from apps.trading.domain.paper import PaperMatcher, SlippageModel
 from apps.trading.domain.values import OrderType, Side
-from apps.trading.models import Broker, Order
-from apps.trading.venues.base import VenueAck
+from apps.trading.models import Account, Broker, Order, Position
+from apps.trading.venues.base import (
+    BrokerBalance,
+    BrokerFill,
+    BrokerOrder,
+    BrokerPosition,
+    ConnectionState,
+    VenueAck,
+    VenueOrder,
+)
 
 # SUBMITTED is on the book too: for the paper broker, "sent" and "received" are the
 # same instant, and a fill may overtake the ack (SUBMITTED -> FILLED is a legal edge).
@@ -34,11 +42,95 @@ class PaperVenue:
     # A cancel is final at once: the book is the database, a CANCELED order leaves it.
     cancel_is_immediate = True
 
-    def submit(self, order: Order) -> VenueAck:
+    def __init__(self, account: Account | None = None) -> None:
+        self.account = account
+
+    # The paper broker's book is our database: it is always connected, and what it
+    # reports is what the database holds (reconciliation against it is trivially clean).
+    def connect(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def connection_state(self) -> ConnectionState:
+        return ConnectionState.CONNECTED
+
+    def heartbeat(self) -> None:
+        return None
+
+    def submit(self, order: VenueOrder) -> VenueAck:
         return VenueAck(broker_order_id=f"paper-{order.client_order_id}")
 
-    def cancel(self, order: Order) -> None:
+    def cancel(self, order: VenueOrder) -> None:
         return None
+
+    def cancel_all(self) -> int:
+        return 0  # orders_cancel_all marks paper orders CANCELED itself
+
+    def _orders(self):
+        return Order.objects.filter(account=self.account).select_related("instrument")
+
+    @staticmethod
+    def _broker_order(row: Order) -> BrokerOrder:
+        return BrokerOrder(
+            broker_order_id=row.broker_order_id or f"paper-{row.client_order_id}",
+            client_order_id=row.client_order_id,
+            instrument=row.instrument.symbol,
+            side=Side(row.side),
+            order_type=OrderType(row.order_type),
+            quantity=row.quantity,
+            filled_quantity=row.filled_quantity,
+            status=OrderStatus(row.status),
+            limit_price=row.limit_price,
+            avg_fill_price=row.avg_fill_price,
+        )
+
+    def order_status(self, order: VenueOrder) -> BrokerOrder | None:
+        row = self._orders().filter(client_order_id=order.client_order_id).first()
+        if row is None or row.status == OrderStatus.INITIALIZED:
+            return None
+        return self._broker_order(row)
+
+    def open_orders(self) -> list[BrokerOrder]:
+        rows = self._orders().filter(status__in=WORKING + (OrderStatus.PENDING_CANCEL.value,))
+        return [self._broker_order(r) for r in rows]
+
+    def fills_since(self, since: datetime) -> list[BrokerFill]:
+        from apps.trading.models import Fill as FillRow
+
+        rows = FillRow.objects.filter(account=self.account, ts__gte=since).select_related(
+            "order__instrument"
+        )
+        return [
+            BrokerFill(
+                trade_id=r.trade_id,
+                broker_order_id=r.order.broker_order_id or f"paper-{r.order.client_order_id}",
+                client_order_id=r.order.client_order_id,
+                instrument=r.order.instrument.symbol,
+                side=Side(r.side),
+                quantity=r.quantity,
+                price=r.price,
+                fee=r.fee,
+                ts=r.ts,
+            )
+            for r in rows
+        ]
+
+    def positions(self) -> list[BrokerPosition]:
+        rows = Position.objects.filter(account=self.account).exclude(quantity=0)
+        return [
+            BrokerPosition(
+                instrument=r.instrument.symbol, quantity=r.quantity, avg_price=r.avg_price
+            )
+            for r in rows.select_related("instrument")
+        ]
+
+    def balances(self) -> list[BrokerBalance]:
+        if self.account is None:
+            return []
+        account = Account.objects.get(pk=self.account.pk)
+        return [BrokerBalance(currency=account.currency, total=account.cash)]
 
     def fill_at_mark(self, order: Order, *, mark: Decimal, ts: datetime) -> Fill:
         """The kill switch's emergency close: fill the whole order NOW at the last mark.

@@ -39,7 +39,7 @@ def test_order_send_when_kill_lands_after_submitted_then_never_reaches_broker(mo
     venue = RecordingVenue()
     killed = []
 
-    def venue_after_kill(_account):  # noqa: ANN001, ANN202 - KILL between step 1 and step 2
+    def venue_after_kill(_account, **_kw):  # noqa: ANN001, ANN003, ANN202 - KILL between steps 1 and 2
         if not killed:
             killed.append(True)
             assert Order.objects.get(pk=order.pk).status == "submitted"
@@ -64,7 +64,7 @@ def test_kill_when_send_in_progress_then_waits_for_it_and_cancels_the_order(monk
     monkeypatch.setattr(order_send_task, "delay", lambda **kw: None)  # send it ourselves
     order = decide(account, SignalAction.ENTER_LONG).order
     venue = RecordingVenue(hold=1.0)
-    monkeypatch.setattr(services, "venue_for", lambda _account: venue)
+    monkeypatch.setattr(services, "venue_for", lambda _account, **_kw: venue)
     sender = threading.Thread(
         target=lambda: (services.order_send(order_id=order.pk), connection.close())
     )

@@ -20,6 +20,10 @@ CELERY_TASK_QUEUES = tuple(Queue(q.value) for q in CeleryQueue)
 # Routing by task name (the per-task `queue` attribute is deprecated in Celery 5).
 CELERY_TASK_ROUTES = {
     "trading.order_send": {"queue": CeleryQueue.EXECUTION.value},
+    # The broker session lives in the execution worker (one sender per account).
+    "brokers.sync": {"queue": CeleryQueue.EXECUTION.value},
+    "brokers.reconcile": {"queue": CeleryQueue.EXECUTION.value},
+    "brokers.outbox_sweep": {"queue": CeleryQueue.RECONCILIATION.value},
     "ml.retrain": {"queue": CeleryQueue.ML.value},
     # Backups, vacuum, log rotation, restore tests, checklists, beat heartbeat (apps/ops).
     "ops.*": {"queue": CeleryQueue.MAINTENANCE.value},

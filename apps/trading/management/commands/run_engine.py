@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.brokers.services import startup_reconcile
 from apps.core.domain.exceptions import MarketDataError
 from apps.core.pidfile import pidfile
 from apps.marketdata.domain.csvfile import timeframe_from_path
@@ -73,7 +74,19 @@ class Command(BaseCommand):
         params = dict(settings.ENGINE_STRATEGY_PARAMS)
         factory = self._strategy_factory(settings.ENGINE_STRATEGY, params)
 
-        account = account_get_or_create(name=options["account"])
+        account = account_get_or_create(name=options["account"], broker=settings.TRADING_BROKER)
+        if account.broker != settings.TRADING_BROKER:
+            raise CommandError(
+                f"account {account.name} trades at {account.broker}, but TRADING_BROKER="
+                f"{settings.TRADING_BROKER}: use another --account or fix TRADING_BROKER"
+            )
+        # No trading until the books agree with the broker's (OBSERVATION until then).
+        run = startup_reconcile(account=account)
+        self.stdout.write(
+            f"engine: start-up reconciliation #{run.pk}: {run.outcome}"
+            + (f" ({run.discrepancies_found} discrepancies: trading paused)" if run.discrepancies_found else "")
+            + (f" ({run.error}: staying in observation)" if run.error else "")
+        )
         engine = Engine(
             account=account,
             strategy_factory=factory,
