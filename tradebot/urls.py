@@ -17,6 +17,7 @@ urlpatterns = [
     path("health", HealthView.as_view(), name="health"),
     path("", include("django_prometheus.urls")),
     path("ml/", include("apps.ml.urls")),
+    path("reconciliation/", include("apps.brokers.urls")),
     path("", include("apps.ops.urls")),
     path("", include("apps.panel.urls")),
 ]

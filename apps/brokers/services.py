@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
@@ -318,10 +318,33 @@ def _pause_for_discrepancies(
         Discrepancy.objects.filter(pk__in=[d.pk for d in new]).update(incident=incident)
 
 
+# pg_advisory_lock(namespace, account id): one reconciliation of an account at a time,
+# whichever process runs it (beat's worker, the command, the panel button).
+RECONCILE_LOCK_NAMESPACE = 7301
+
+
 def reconcile_account(
     *, account: Account, trigger: str, actor: str = ACTOR_RECONCILIATION, purpose: str = "execution"
 ) -> ReconciliationRun:
-    """Compare the broker's positions, open orders, fills and cash with ours; record the result."""
+    """Compare the broker's positions, open orders, fills and cash with ours; record the result.
+
+    Runs one at a time per account (a PostgreSQL advisory lock), so two triggers at
+    the same moment give two consecutive runs, never two half-merged ones.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [RECONCILE_LOCK_NAMESPACE, account.pk])
+    try:
+        return _reconcile_account(account=account, trigger=trigger, actor=actor, purpose=purpose)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_unlock(%s, %s)", [RECONCILE_LOCK_NAMESPACE, account.pk]
+            )
+
+
+def _reconcile_account(
+    *, account: Account, trigger: str, actor: str, purpose: str
+) -> ReconciliationRun:
     if trigger not in ReconciliationTrigger.values:
         raise ValueError(
             f"unknown trigger {trigger!r}: use one of {', '.join(ReconciliationTrigger.values)}"

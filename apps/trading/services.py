@@ -256,8 +256,20 @@ def decision_make(
         from apps.trading.tasks import order_send as order_send_task
 
         order_id = order.pk
-        transaction.on_commit(lambda: order_send_task.delay(order_id=order_id))
+        transaction.on_commit(lambda: _enqueue_send(order_send_task, order_id))
     return DecisionOutcome(decision, order)
+
+
+def _enqueue_send(task: Any, order_id: int) -> None:
+    """Hand a committed order to the execution queue; if the queue is down, the outbox sweep
+    (apps.brokers.services.orders_outbox_sweep) sends it later, or refuses it when stale."""
+    try:
+        task.delay(order_id=order_id)
+    except Exception:  # noqa: BLE001 - the order is recorded; never lose the engine over it
+        logger.exception(
+            "order %s recorded but not enqueued (queue unavailable): the outbox sweep retries",
+            order_id,
+        )
 
 
 def venue_for(account: Account, *, purpose: str = "execution") -> Venue:
