@@ -235,10 +235,35 @@ def in_flight_settle(account: Account, venue: Venue, *, older_than: timedelta) -
 # --- reconciliation -----------------------------------------------------------------------
 
 
-def _our_open_orders(account: Account) -> list[Order]:
-    return list(
-        Order.objects.filter(account=account, status__in=SENT_OPEN).select_related("instrument")
-    )
+@dataclass(frozen=True)
+class _OpenRow:
+    pk: int
+    client_order_id: str
+    broker_order_id: str | None
+    status: str
+    quantity: Decimal
+    filled_quantity: Decimal
+    symbol: str
+
+
+def _our_open_orders(account: Account) -> list[_OpenRow]:
+    """Our sent, not final orders as light rows (10,000 model instances cost ~0.5 s)."""
+    return [
+        _OpenRow(*values)
+        for values in Order.objects.filter(account=account, status__in=SENT_OPEN).values_list(
+            "pk",
+            "client_order_id",
+            "broker_order_id",
+            "status",
+            "quantity",
+            "filled_quantity",
+            "instrument__symbol",
+        )
+    ]
+
+
+def _venue_order_of(row: _OpenRow) -> Any:
+    return venue_order(Order.objects.select_related("instrument").get(pk=row.pk))
 
 
 def _discrepancies_record(
@@ -362,19 +387,18 @@ def _reconcile_account(
         run.fills_applied = synced.fills_applied
         settled = in_flight_settle(account, venue, older_than=timedelta(0))
         broker_open = venue.open_orders()
-        open_ids = {o.client_order_id for o in broker_open if o.client_order_id} | {
-            o.broker_order_id for o in broker_open
-        }
+        by_client = {o.client_order_id: o for o in broker_open if o.client_order_id}
+        by_broker = {o.broker_order_id: o for o in broker_open}
         # Ours that the broker no longer lists as open: ask, settle (cancelled, expired ...).
         for order in _our_open_orders(account):
-            if order.client_order_id in open_ids or (order.broker_order_id or "") in open_ids:
-                theirs = next(
-                    (o for o in broker_open if o.client_order_id == order.client_order_id), None
-                )
-                if theirs and order.status == OrderStatus.SUBMITTED:
+            theirs = by_client.get(order.client_order_id) or by_broker.get(
+                order.broker_order_id or ""
+            )
+            if theirs is not None:
+                if order.status == OrderStatus.SUBMITTED:
                     settled += int(_settle_from_broker(order.pk, theirs, never_received=False))
                 continue
-            theirs = venue.order_status(venue_order(order))
+            theirs = venue.order_status(_venue_order_of(order))
             if theirs is not None:
                 settled += int(_settle_from_broker(order.pk, theirs, never_received=False))
         run.orders_settled = settled
@@ -394,7 +418,7 @@ def _reconcile_account(
             OurOrder(
                 o.client_order_id,
                 o.broker_order_id,
-                o.instrument.symbol,
+                o.symbol,
                 OrderStatus(o.status),
                 o.quantity,
                 o.filled_quantity,

@@ -93,8 +93,35 @@ class PaperVenue:
         return self._broker_order(row)
 
     def open_orders(self) -> list[BrokerOrder]:
-        rows = self._orders().filter(status__in=WORKING + (OrderStatus.PENDING_CANCEL.value,))
-        return [self._broker_order(r) for r in rows]
+        rows = Order.objects.filter(
+            account=self.account, status__in=WORKING + (OrderStatus.PENDING_CANCEL.value,)
+        ).values_list(
+            "broker_order_id",
+            "client_order_id",
+            "instrument__symbol",
+            "side",
+            "order_type",
+            "quantity",
+            "filled_quantity",
+            "status",
+            "limit_price",
+            "avg_fill_price",
+        )
+        return [
+            BrokerOrder(
+                broker_order_id=bid or f"paper-{cid}",
+                client_order_id=cid,
+                instrument=symbol,
+                side=Side(side),
+                order_type=OrderType(order_type),
+                quantity=quantity,
+                filled_quantity=filled,
+                status=OrderStatus(status),
+                limit_price=limit,
+                avg_fill_price=avg,
+            )
+            for bid, cid, symbol, side, order_type, quantity, filled, status, limit, avg in rows
+        ]
 
     def fills_since(self, since: datetime) -> list[BrokerFill]:
         from apps.trading.models import Fill as FillRow

@@ -1,0 +1,77 @@
+"""What the database benchmarks share: a throwaway migrated database, Django set up on it,
+percentiles and one printed row per figure.
+
+    with bench_database("tradebot_bench_x"):
+        ...  # django is set up on a fresh, migrated database; dropped afterwards
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def row(label: str, values_ms: list[float]) -> None:
+    v = sorted(values_ms)
+    print(
+        f"  {label:<52} n={len(v):>4}  p50={percentile(v, 0.5):>8.1f} ms  "
+        f"p99={percentile(v, 0.99):>8.1f} ms  max={v[-1]:>8.1f} ms"
+    )
+
+
+def _urls(name: str) -> tuple[str, str]:
+    server = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/tradebot"
+    parts = urlsplit(server)
+    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+    bench = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    return admin, bench
+
+
+@contextlib.contextmanager
+def bench_database(name: str) -> Iterator[str]:
+    """Create ``name`` on DATABASE_URL's server, migrate it, set Django up on it, drop it after."""
+    import psycopg
+
+    os.environ.setdefault("ENVIRONMENT", "test")
+    admin, bench = _urls(name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env = {**os.environ, "DATABASE_URL": bench}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=REPO,
+            env=env,
+            check=True,
+        )
+        os.environ["DATABASE_URL"] = bench
+        import django
+
+        from tradebot.env import setup_settings_module
+
+        setup_settings_module()
+        django.setup()
+        yield bench
+    finally:
+        with contextlib.suppress(Exception):
+            from django.db import connections
+
+            connections.close_all()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
