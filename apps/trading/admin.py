@@ -44,6 +44,8 @@ class OrderAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "filled_quantity",
         "avg_fill_price",
         "fees",
+        "fill_rate",
+        "slippage_bps",
     )
     list_filter = ("status", "side", "account", "instrument")
     search_fields = ("client_order_id", "broker_order_id")

@@ -86,6 +86,22 @@ class Order(models.Model):
             f"{self.client_order_id} {self.side} {self.quantity} {self.instrument_id} {self.status}"
         )
 
+    # Execution quality, per order (aggregated for Prometheus by apps.trading.metrics).
+    @property
+    def fill_rate(self) -> Decimal:
+        """Filled fraction of the ordered quantity (0..1)."""
+        return self.filled_quantity / self.quantity if self.quantity else Decimal(0)
+
+    @property
+    def slippage_bps(self) -> Decimal | None:
+        """Average fill price against the decision price, in basis points; positive = a cost
+        (paid more on a buy, received less on a sell). None until filled or without a decision
+        price."""
+        if not self.decision_price or self.avg_fill_price is None:
+            return None
+        move = (self.avg_fill_price - self.decision_price) / self.decision_price * 10_000
+        return (move if self.side == "buy" else -move).quantize(Decimal("0.01"))
+
 
 class Fill(models.Model):
     """A broker execution, applied exactly once: (account, trade_id) is unique."""

@@ -44,8 +44,17 @@ def _discrepancy(account, *, kind="position", key="position:BTC-USD", ours="1", 
     )
     now = timezone.now()
     return Discrepancy.objects.create(
-        account=account, kind=kind, key=key, instrument="BTC-USD", ours=ours, broker=broker,
-        detail="test", first_seen_at=now, last_seen_at=now, first_run=run, last_run=run,
+        account=account,
+        kind=kind,
+        key=key,
+        instrument="BTC-USD",
+        ours=ours,
+        broker=broker,
+        detail="test",
+        first_seen_at=now,
+        last_seen_at=now,
+        first_run=run,
+        last_run=run,
     )
 
 
@@ -101,8 +110,13 @@ def test_outbox_sweep_when_order_never_enqueued_then_requeued_once_and_stale_one
 
     def initialized(age_seconds: int) -> Order:
         order = Order.objects.create(
-            account=account, instrument=inst, client_order_id=new_client_order_id(), side="buy",
-            order_type="market", quantity=Decimal("1"), status="initialized",
+            account=account,
+            instrument=inst,
+            client_order_id=new_client_order_id(),
+            side="buy",
+            order_type="market",
+            quantity=Decimal("1"),
+            status="initialized",
         )
         Order.objects.filter(pk=order.pk).update(
             created_at=timezone.now() - timedelta(seconds=age_seconds)
@@ -116,7 +130,8 @@ def test_outbox_sweep_when_order_never_enqueued_then_requeued_once_and_stale_one
     assert sent == [lost.pk]  # the fresh one may still be on its way: left alone
     assert result.expired == (stale.client_order_id,)
     stale.refresh_from_db()
-    assert stale.status == "denied" and "stale decision is never sent" in stale.status_reason
+    assert stale.status == "denied"
+    assert "stale decision is never sent" in stale.status_reason
     fresh.refresh_from_db()
     assert fresh.status == "initialized"
 
@@ -149,15 +164,19 @@ def test_resolve_when_adopting_a_position_then_ours_becomes_the_brokers_and_audi
     row = _discrepancy(account, broker="2.5")
 
     discrepancy_resolve(
-        discrepancy_id=row.pk, action="adopt", note="manual trade at the broker",
-        user=staff_user, otp_verified=True,
+        discrepancy_id=row.pk,
+        action="adopt",
+        note="manual trade at the broker",
+        user=staff_user,
+        otp_verified=True,
     )
 
     assert Position.objects.get(account=account).quantity == Decimal("2.5")
     row.refresh_from_db()
     assert (row.status, row.resolved_by) == (DiscrepancyStatus.ADOPTED, "user:ops")
     event = AuditEvent.objects.get(action="discrepancy.adopt")
-    assert event.actor == "user:ops" and event.data["broker"] == "2.5"
+    assert event.actor == "user:ops"
+    assert event.data["broker"] == "2.5"
 
 
 @pytest.mark.django_db
@@ -169,8 +188,11 @@ def test_resolve_when_kind_cannot_be_adopted_then_clear_refusal(staff_user) -> N
             discrepancy_id=row.pk, action="adopt", note="n", user=staff_user, otp_verified=True
         )
     discrepancy_resolve(
-        discrepancy_id=row.pk, action="investigated", note="cancelled it by hand",
-        user=staff_user, otp_verified=True,
+        discrepancy_id=row.pk,
+        action="investigated",
+        note="cancelled it by hand",
+        user=staff_user,
+        otp_verified=True,
     )
     row.refresh_from_db()
     assert row.status == DiscrepancyStatus.INVESTIGATED
@@ -199,10 +221,13 @@ def test_panel_when_resolving_through_the_page_then_audited_and_shown(staff_user
     otp_login(client, staff_user)
 
     page = client.get("/reconciliation/")
-    assert page.status_code == 200 and b"cash:USD" not in page.content  # detail, not key
+    assert page.status_code == 200
+    assert b"cash:USD" not in page.content
     assert f'data-discrepancy="{row.pk}"'.encode() in page.content
 
-    bad = client.post(f"/reconciliation/discrepancies/{row.pk}/resolve/", {"action": "adopt"}, follow=True)
+    bad = client.post(
+        f"/reconciliation/discrepancies/{row.pk}/resolve/", {"action": "adopt"}, follow=True
+    )
     assert b"note: This field is required" in bad.content
     client.post(
         f"/reconciliation/discrepancies/{row.pk}/resolve/",
@@ -225,5 +250,7 @@ def test_panel_when_not_verified_then_no_reconciliation_page(staff_user) -> None
 def test_metrics_when_paper_and_open_discrepancy_then_connected_and_counted() -> None:
     account = paper_account()
     _discrepancy(account)
-    assert REGISTRY.get_sample_value("broker_connected", {"broker": "paper", "account": "paper"}) == 1
+    assert (
+        REGISTRY.get_sample_value("broker_connected", {"broker": "paper", "account": "paper"}) == 1
+    )
     assert REGISTRY.get_sample_value("reconciliation_discrepancies_open") == 1

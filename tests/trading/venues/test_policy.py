@@ -33,7 +33,8 @@ def test_broker_refusal_when_environment_and_broker_then_rule_applies(
     if refused_with is None:
         assert refusal is None
     else:
-        assert refusal is not None and refused_with in refusal
+        assert refusal is not None
+        assert refused_with in refusal
 
 
 @pytest.mark.parametrize(

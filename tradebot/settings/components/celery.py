@@ -3,7 +3,7 @@
 from kombu import Queue
 
 from apps.core.queues import CeleryQueue
-from tradebot.env import env
+from tradebot.env import env, env_number
 
 _REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
@@ -37,6 +37,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # closes it after every task, adding a fresh connection to every order send).
 CELERY_DB_REUSE_MAX = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis redelivers a message nobody acknowledged (a worker killed mid-task) after this long.
+# Order tasks expire after 60 s, so a redelivered send past that is dropped, and the
+# order it carried is settled by a status query or reconciliation instead.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_number("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, int, minimum=1)
+}
+# A publish to a dead Redis fails fast (the outbox sweep retries) instead of blocking.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
