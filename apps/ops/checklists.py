@@ -170,6 +170,29 @@ def _incidents_item(now: datetime) -> dict[str, Any]:
     return _item("incidents", "Incidents documented", "ok", f"none open ({today} opened today)")
 
 
+def _reconciliation_item(now: datetime) -> dict[str, Any]:
+    from apps.brokers.selectors import discrepancies_open, last_reconciliation
+
+    label = "Reconciliation succeeded"
+    run = last_reconciliation()
+    open_ = discrepancies_open()
+    if run is None:
+        return _item("reconciliation", label, "fail", "no reconciliation has run: `manage.py reconcile`")
+    age = now - run.finished_at
+    detail = (
+        f"last run #{run.pk} ({run.trigger}) {run.finished_at:%Y-%m-%d %H:%M} UTC: {run.outcome}"
+    )
+    if open_:
+        return _item(
+            "reconciliation", label, "fail", f"{detail}; {len(open_)} open discrepancies (panel)"
+        )
+    if run.outcome != "clean":
+        return _item("reconciliation", label, "fail", f"{detail}: {run.error}"[:300])
+    if age > timedelta(hours=1):
+        return _item("reconciliation", label, "warn", f"{detail}; older than an hour")
+    return _item("reconciliation", label, "ok", detail)
+
+
 def checklist_items(*, kind: str, now: datetime) -> list[dict[str, Any]]:
     def safe(key: str, label: str, build: Any) -> dict[str, Any]:
         try:
@@ -205,12 +228,7 @@ def checklist_items(*, kind: str, now: datetime) -> list[dict[str, Any]]:
     if kind == ChecklistKind.POST_MARKET:
         return [
             safe("daily_pnl", "P&L of the day", lambda: _pnl_item(now)),
-            _item(
-                "reconciliation",
-                "Reconciliation succeeded",
-                UNAVAILABLE,
-                "not available: reconciliation comes with its own issue",
-            ),
+            safe("reconciliation", "Reconciliation succeeded", lambda: _reconciliation_item(now)),
             safe(
                 "orders_vs_signals",
                 "Orders executed vs signals",

@@ -56,18 +56,33 @@ def check_redis() -> Check:
 
 
 def check_broker() -> Check:
-    from apps.trading.models import Account, Broker
+    """Every account's broker session: connected and heartbeating (the paper broker always is)."""
+    from apps.brokers.selectors import broker_sessions
 
-    brokers = set(Account.objects.values_list("broker", flat=True))
-    live = sorted(brokers - {Broker.PAPER.value})
-    if live:
+    rows = broker_sessions()
+    if not rows:
+        return Check("broker", OK, "no accounts yet")
+    down = [r for r in rows if r["state"] != "connected"]
+    stale_after = timezone.now() - timedelta(seconds=4 * settings.BROKER_SYNC_SECONDS)
+    stale = [
+        r
+        for r in rows
+        if r["state"] == "connected"
+        and r["broker"] != "paper"
+        and (r["last_heartbeat_at"] is None or r["last_heartbeat_at"] < stale_after)
+    ]
+    summary = ", ".join(f"{r['account']} ({r['broker']}): {r['state']}" for r in rows)
+    if down:
+        errors = "; ".join(f"{r['account']}: {r['last_error'] or r['state']}" for r in down)
+        return Check("broker", FAIL, f"disconnected: {errors}"[:300])
+    if stale:
+        names = ", ".join(r["account"] for r in stale)
         return Check(
             "broker",
-            WARN,
-            f"{', '.join(live)}: connection not checked yet (comes with the brokers issue); "
-            "paper: in-process, always connected",
+            FAIL,
+            f"no heartbeat from the execution worker for {names}: is worker-execution running?",
         )
-    return Check("broker", OK, "paper simulator: in-process, always connected")
+    return Check("broker", OK, summary[:300])
 
 
 def check_data_feed(now: datetime) -> Check:

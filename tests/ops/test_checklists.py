@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import decision_record
+from apps.brokers.models import Discrepancy
+from apps.brokers.services import reconcile_account
 from apps.marketdata.models import FeedStatus
 from apps.ops.checklists import checklist_items
 from apps.ops.models import ChecklistRun, MaintenanceRun
@@ -122,16 +124,32 @@ def test_post_market_when_day_normal_then_pnl_backup_reconciliation_incidents():
             realized_pnl=0, unrealized_pnl=0, fees=0, drawdown=0,
         )  # fmt: skip
     MaintenanceRun.objects.create(task="backup", started_at=now, finished_at=now, outcome="ok")
+    run = reconcile_account(account=account, trigger="schedule")
     # Act
     items = by_key(checklist_items(kind="post", now=timezone.now()))
     # Assert
     assert items["daily_pnl"]["status"] == "ok"
     assert items["daily_pnl"]["detail"] == "paper +150.50 USD (+1.51 %)"
-    assert items["reconciliation"]["status"] == "unavailable"
-    assert "not available" in items["reconciliation"]["detail"]
+    assert items["reconciliation"]["status"] == "ok"
+    assert f"last run #{run.pk} (schedule)" in items["reconciliation"]["detail"]
     assert items["backup"]["status"] == "ok"
     assert items["incidents"]["status"] == "ok"
     assert items["orders_vs_signals"]["status"] == "ok"
+
+
+def test_post_market_when_reconciliation_never_ran_or_found_discrepancies_then_fails():
+    account = paper_account()
+    item = by_key(checklist_items(kind="post", now=timezone.now()))["reconciliation"]
+    assert item["status"] == "fail"
+    assert "no reconciliation has run" in item["detail"]
+    run = reconcile_account(account=account, trigger="schedule")
+    Discrepancy.objects.create(
+        account=account, kind="cash", key="cash:USD", ours="1", broker="2", detail="cash",
+        first_seen_at=run.started_at, last_seen_at=run.started_at, first_run=run, last_run=run,
+    )  # fmt: skip
+    item = by_key(checklist_items(kind="post", now=timezone.now()))["reconciliation"]
+    assert item["status"] == "fail"
+    assert "1 open discrepancies" in item["detail"]
 
 
 def test_post_market_when_no_backup_then_backup_item_fails():
