@@ -69,7 +69,11 @@ def _build(account: Account, purpose: str) -> Venue:
             api_secret=secret,
             api_url=settings.KRAKEN_API_URL or None,
             timeout_seconds=settings.KRAKEN_TIMEOUT_SECONDS,
-            dead_man_timeout_seconds=settings.KRAKEN_DEAD_MAN_TIMEOUT_SECONDS,
+            # One dead-man timer per API key: only the sender arms it; a control instance
+            # (kill switch, reconcile command, panel) must neither arm nor disarm it.
+            dead_man_timeout_seconds=(
+                settings.KRAKEN_DEAD_MAN_TIMEOUT_SECONDS if purpose == "execution" else 0
+            ),
             dead_man_refresh_seconds=settings.KRAKEN_DEAD_MAN_REFRESH_SECONDS,
             instruments=sorted(set(instruments)),
         )
