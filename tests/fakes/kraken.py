@@ -407,7 +407,12 @@ class KrakenFake:
         server.fake = self
         self._server = server
         self._stopping = False
-        serve = threading.Thread(target=server.serve_forever, name="kraken-fake", daemon=True)
+        serve = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="kraken-fake",
+            daemon=True,
+        )
         dead_man = threading.Thread(target=self._dead_man_loop, name="kraken-dms", daemon=True)
         self._threads = [serve, dead_man]
         for thread in self._threads:
