@@ -452,6 +452,12 @@ class KrakenVenue:
                 cl_ord_id = kraken_client_order_id(order.client_order_id)
             except ValueError as exc:
                 raise VenueRejected(f"kraken: {exc}", code="client_order_id") from exc
+            if order.quantity <= 0:
+                raise VenueRejected(
+                    f"kraken: order {order.client_order_id} quantity must be > 0, "
+                    f"not {order.quantity}",
+                    code="quantity",
+                )
             quantity = self._exact(
                 "quantity", order.quantity, symbol, self._exchange.amount_to_precision
             )

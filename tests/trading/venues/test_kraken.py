@@ -45,7 +45,7 @@ from apps.trading.venues.kraken import (
     split_symbol,
 )
 from apps.trading.venues.metrics import BROKER_MALFORMED_MESSAGES
-from tests.fakes.kraken import KrakenFake, kraken_fake_running, valid_cl_ord_id
+from tests.fakes.kraken import KrakenFake, valid_cl_ord_id
 from tests.trading.venues.conftest import BALANCES, kraken_venue_for
 
 
@@ -363,6 +363,16 @@ def test_submit_when_quantity_finer_than_kraken_lot_then_rejected_and_nothing_se
     assert kraken_fake.add_order_calls == 0
 
 
+@pytest.mark.parametrize("quantity", ["0", "-0.5"])
+def test_submit_when_quantity_not_positive_then_rejected_and_nothing_sent(
+    kraken_venue, kraken_fake, quantity
+):
+    with pytest.raises(VenueRejected, match="quantity must be > 0") as exc:
+        kraken_venue.submit(an_order(quantity=quantity))
+    assert exc.value.code == "quantity"
+    assert kraken_fake.add_order_calls == 0
+
+
 def test_submit_when_instrument_has_no_kraken_market_then_rejected_and_nothing_sent(
     kraken_venue, kraken_fake
 ):
@@ -620,16 +630,17 @@ def test_dead_man_when_connected_then_armed_refreshed_when_due_and_disarmed_on_c
 
 def test_dead_man_when_it_expires_then_kraken_cancels_every_open_order():
     # Arrange: one fake second lasts 10 ms, so the 60 s timer fires after 0.6 s.
-    for fake in kraken_fake_running(balances=BALANCES, time_scale=0.01):
+    with KrakenFake(balances=BALANCES, time_scale=0.01) as fake:
         venue = kraken_venue_for(fake)
         venue.connect()
         order = an_order()
         venue.submit(order)
         fake.add_foreign_order()
         # Act: no heartbeat comes (the process hung or lost the network).
-        assert wait_for(lambda fake=fake: fake.dead_man_fired == 1)
+        assert wait_for(lambda: fake.dead_man_fired == 1)
         # Assert
         assert fake.open_orders() == []
+        assert not fake.dead_man_armed
         status = venue.order_status(order)
         assert status is not None
         assert (status.status, status.reason) == (OrderStatus.CANCELED, "Dead man's switch")
