@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import ccxt
 
@@ -258,6 +259,20 @@ class _KrakenClient(ccxt.kraken):
         return None
 
 
+def _check_api_url(api_url: str) -> None:
+    """https, or plain http to this machine only (the signed key must not cross a network)."""
+    url = urlsplit(api_url)
+    loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
+    if (
+        not url.hostname
+        or url.scheme not in ("http", "https")
+        or (url.scheme == "http" and not loopback)
+    ):
+        raise VenueConfigurationError(
+            f"kraken: api_url {api_url!r} must be https://HOST, or http:// to 127.0.0.1/localhost"
+        )
+
+
 class _Malformed(Exception):
     """A field missing or unreadable in a Kraken answer (raised while parsing)."""
 
@@ -341,6 +356,7 @@ class KrakenVenue:
             }
         )
         if api_url:
+            _check_api_url(api_url)
             base = api_url.rstrip("/")
             self._exchange.urls["api"] = {
                 **self._exchange.urls["api"],

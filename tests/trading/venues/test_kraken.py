@@ -207,6 +207,8 @@ def test_kraken_errors_when_ccxt_message_then_kraken_strings_and_codes():
         ({"dead_man_timeout_seconds": 20}, "must exceed dead_man_refresh_seconds"),
         ({"timeout_seconds": 0}, "timeout_seconds must be > 0"),
         ({"instruments": ["AAPL"]}, "not of the form BASE-QUOTE"),
+        ({"api_url": "http://kraken.example.com"}, "must be https://HOST"),
+        ({"api_url": "api.kraken.com"}, "must be https://HOST"),
     ],
 )
 def test_kraken_venue_when_bad_configuration_then_configuration_error(overrides, message):
@@ -913,3 +915,12 @@ def test_fake_when_used_as_context_manager_then_port_freed_on_exit():
         assert requests.get(url + "/0/public/Time", timeout=5).json()["error"] == []
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/0/public/Time", timeout=2)
+
+
+def test_kraken_venue_when_no_api_url_then_real_kraken_endpoints():
+    venue = KrakenVenue(api_key="k", api_secret=base64.b64encode(b"s" * 64).decode())
+    assert venue._exchange.urls["api"]["private"] == "https://api.kraken.com"
+    assert venue._exchange.urls["api"]["public"] == "https://api.kraken.com"
+    assert venue._exchange.enableRateLimit is True
+    assert venue.name == "kraken"
+    assert venue.cancel_is_immediate is False
