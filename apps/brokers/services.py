@@ -687,6 +687,7 @@ def _disconnected(account: Account, session: BrokerSession, error: str, now: dat
 def _reconnected(account: Account, session: BrokerSession, now: datetime) -> None:
     """After a reconnect: executions re-requested and reconciled before trading resumes."""
     logger.info("broker %s of %s reconnected; reconciling", account.broker, account.name)
+    down_since = session.disconnected_since
     session.state = ConnectionState.CONNECTED
     session.connected_since = now
     session.disconnected_since = None
@@ -695,6 +696,12 @@ def _reconnected(account: Account, session: BrokerSession, now: datetime) -> Non
     session.last_heartbeat_at = now
     session.save()
     run = reconcile_account(account=account, trigger=ReconciliationTrigger.RECONNECT)
+    if run.outcome == ReconciliationOutcome.ERROR:
+        # Connected, but the books cannot be re-read: not usable yet, keep backing off.
+        session.state = ConnectionState.DISCONNECTED
+        session.disconnected_since = down_since or now
+        _disconnected(account, session, f"reconciliation after reconnect failed: {run.error}", now)
+        return
     for alert in Alert.objects.filter(
         code=ALERT_DISCONNECTED.format(account=account.name), resolved_at__isnull=True
     ):

@@ -52,9 +52,15 @@ def _build(account: Account, purpose: str) -> Venue:
         from apps.trading.venues.paper import PaperVenue
 
         return PaperVenue(account)
-    instruments = list(account.positions.values_list("instrument__symbol", flat=True)) + list(
-        account.orders.values_list("instrument__symbol", flat=True).distinct()
-    )
+    from apps.marketdata.models import AssetClass, Instrument
+
+    # The instruments whose balances are positions (spot): every active crypto instrument
+    # and whatever the account ever traded (an adapter also learns new ones as it sends).
+    instruments = set(
+        Instrument.objects.filter(active=True, asset_class=AssetClass.CRYPTO).values_list(
+            "symbol", flat=True
+        )
+    ) | set(account.orders.values_list("instrument__symbol", flat=True).distinct())
     if broker == "kraken":
         from apps.trading.venues.kraken import KrakenVenue
 
@@ -76,6 +82,7 @@ def _build(account: Account, purpose: str) -> Venue:
             ),
             dead_man_refresh_seconds=settings.KRAKEN_DEAD_MAN_REFRESH_SECONDS,
             instruments=sorted(set(instruments)),
+            rate_limit=settings.KRAKEN_RATE_LIMIT,
         )
     from apps.trading.venues.ibkr import IbkrVenue
 

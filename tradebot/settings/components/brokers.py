@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.trading.venues.policy import broker_refusal
-from tradebot.env import current_environment, env, env_number
+from tradebot.env import current_environment, env, env_bool, env_number
 
 TRADING_BROKER = env.str("TRADING_BROKER", "paper").strip().lower()
 
@@ -19,6 +19,8 @@ KRAKEN_API_URL = env.str("KRAKEN_API_URL", "").strip()  # empty: the real Kraken
 KRAKEN_API_KEY = env.str("KRAKEN_API_KEY", "")
 KRAKEN_API_SECRET = env.str("KRAKEN_API_SECRET", "")
 KRAKEN_TIMEOUT_SECONDS = env_number("KRAKEN_TIMEOUT_SECONDS", 10.0, float, minimum=0.1)
+# ccxt's client-side throttle (Kraken's rate limits); the test suite turns it off for its fake.
+KRAKEN_RATE_LIMIT = env_bool("KRAKEN_RATE_LIMIT", True)
 KRAKEN_DEAD_MAN_TIMEOUT_SECONDS = env_number("KRAKEN_DEAD_MAN_TIMEOUT_SECONDS", 60, int, minimum=10)
 KRAKEN_DEAD_MAN_REFRESH_SECONDS = env_number("KRAKEN_DEAD_MAN_REFRESH_SECONDS", 20, int, minimum=1)
 if not 15 <= KRAKEN_DEAD_MAN_REFRESH_SECONDS <= 30 and current_environment().value != "test":
