@@ -100,12 +100,18 @@ class CeleryWorker:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                raise RuntimeError(f"the celery worker exited with {code}:\n{self.log_tail()}")
-            if app.control.ping(destination=[self.hostname], timeout=0.5):
-                return
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    code = self.proc.returncode
+                    raise RuntimeError(
+                        f"the celery worker exited with {code}:\n{self.log_tail()}"
+                    )
+                if app.control.ping(destination=[self.hostname], timeout=0.5):
+                    return
+        except BaseException:
+            self.stop()  # never leave an orphan worker consuming other tests' messages
+            raise
         self.stop()
         raise RuntimeError(
             f"the celery worker did not answer ping within {timeout:.0f}s:\n{self.log_tail()}"
@@ -122,6 +128,13 @@ class CeleryWorker:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies mid-task, no shutdown, no ack (a crash, an OOM kill)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
 
     def log_tail(self, lines: int = 60) -> str:
         if self.log_path is None or not self.log_path.exists():
