@@ -150,7 +150,7 @@ class _Session:
 
 @dataclass
 class _PlacePlan:
-    kind: str  # accept | hold | ignore | reject | fill_before_ack | drop_connection
+    kind: str  # accept | warn | hold | ignore | reject | fill_before_ack | drop_connection
     code: int = 0
     message: str = ""
     keep_open: bool = False
@@ -309,6 +309,11 @@ class TwsFake:
         self._call(
             lambda: self._plans.append(_PlacePlan("reject", code, message, keep_open=keep_open))
         )
+
+    def warn_next_order(self, code: int, message: str) -> None:
+        """Send ERR_MSG ``code`` about the next placed order, then accept it (a notice
+        such as 399 "order will be placed at the open" or a 21xx warning)."""
+        self._call(lambda: self._plans.append(_PlacePlan("warn", code, message)))
 
     def fill_next_order_before_ack(self, *, price: Decimal, commission: Decimal) -> None:
         """Fill the next placed order completely, sending the execution report BEFORE the
@@ -631,6 +636,8 @@ class TwsFake:
                 self._orders[order.perm_id] = order
             return
         self._orders[order.perm_id] = order
+        if plan.kind == "warn":
+            session.send(4, 2, order_id, plan.code, plan.message)
         if plan.kind == "hold":
             return
         if plan.kind == "drop_connection":

@@ -555,6 +555,14 @@ class IbkrVenue:
                         f"IBKR order {cid} is already {trade.orderStatus.status}", code="not-open"
                     )
                 order_id = trade.order.orderId
+                if trade.order.clientId != self.client_id or order_id <= 0:
+                    # A cancel names an order id of THIS client: sending another client's
+                    # id would cancel our own order that happens to share it.
+                    raise VenueRejected(
+                        f"IBKR order {cid} belongs to client id {trade.order.clientId}, "
+                        f"not {self.client_id}: cancel it there (or cancel_all)",
+                        code="foreign-order",
+                    )
                 session.order_errors.pop(order_id, None)
                 ib.cancelOrder(trade.order)
                 loop = asyncio.get_running_loop()
