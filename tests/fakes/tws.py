@@ -197,6 +197,7 @@ class TwsFake:
         self._calls: list[Call] = []
         self._placed: Counter[str] = Counter()
         self._refusing = False
+        self.malformed_on_connect = False  # send a malformed message during the handshake
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -540,6 +541,9 @@ class TwsFake:
                 return
             now = datetime.now(UTC).strftime("%Y%m%d %H:%M:%S UTC")
             writer.write(_frame([version, now]))
+            if self.malformed_on_connect:
+                # before the API is ready ib_async's socket handler parses it, not the decoder
+                writer.write(struct.pack(">I", 4) + b"abc\0")
             while True:
                 size = struct.unpack(">I", await reader.readexactly(4))[0]
                 fields = (await reader.readexactly(size)).decode(errors="replace").split("\0")
