@@ -117,6 +117,7 @@ class _Session:
         self.account = ""
         self.connecting = False
         self.link_lost = False  # TWS reported 1100 and no restore since
+        self.system_error = ""  # the last TWS error not about a request (e.g. 326 id in use)
         self.order_errors: dict[int, list[tuple[int, str]]] = defaultdict(list)
         self.completed_status: dict[int, str] = {}  # permId -> IB's completedStatus text
         with self.on_loop():
@@ -152,6 +153,15 @@ class _Session:
             asyncio.set_event_loop(previous)
 
     def run(self, fn: Callable[[], Awaitable[_T]], timeout: float) -> _T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                "IbkrVenue is synchronous: call it from a thread without a running event "
+                "loop (a worker, or sync_to_async), not from async code"
+            )
         with self.on_loop():
             return self.loop.run_until_complete(asyncio.wait_for(fn(), timeout))
 
@@ -184,7 +194,10 @@ class _Session:
                 # Subscriptions are gone with the data; orders, fills and positions are
                 # asked again by every call, the account stream is re-subscribed here.
                 self.ib.client.reqAccountUpdates(True, self.account)
-        elif req_id >= 0:
+        elif req_id < 0:
+            if code not in NOTICE_CODES:
+                self.system_error = f"IBKR {code}: {message}"
+        else:
             if len(self.order_errors) > 5000:  # bounded: oldest order ids first
                 for key in sorted(self.order_errors)[:1000]:
                     del self.order_errors[key]
@@ -368,6 +381,7 @@ class IbkrVenue:
 
         where = f"{self.host}:{self.port} (client id {self.client_id})"
         session.connecting = True
+        session.system_error = ""
         try:
             session.run(connect, self.timeout * 4)
             session.link_lost = False
@@ -380,13 +394,15 @@ class IbkrVenue:
             raise VenueTemporaryError(f"IBKR {where}: connection refused ({exc})") from exc
         except TimeoutError as exc:
             self._disconnect(session)
+            said = f"; TWS said {session.system_error}" if session.system_error else ""
             raise VenueTemporaryError(
                 f"IBKR {where}: no API handshake within {self.timeout:g}s "
-                "(API enabled? client id already in use?)"
+                f"(API enabled? client id already in use?){said}"
             ) from exc
         except (RequestError, ConnectionError, OSError) as exc:
             self._disconnect(session)
-            raise VenueTemporaryError(f"IBKR {where}: cannot connect ({exc})") from exc
+            said = f"; TWS said {session.system_error}" if session.system_error else ""
+            raise VenueTemporaryError(f"IBKR {where}: cannot connect ({exc}){said}") from exc
         finally:
             session.connecting = False
 
