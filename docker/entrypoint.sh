@@ -1,6 +1,24 @@
 #!/bin/sh
 # Start one Tradebot process. Configuration comes from the environment (env_file in compose).
 set -eu
+
+# Compose hands the containers the env file's variables (env_file), not the file, so the
+# app cannot check its mode itself: compose mounts the file read-only at ENV_FILE_MODE_CHECK
+# and we refuse to start unless group and others have no access to it (chmod 600).
+# stat needs no read permission, so this works whoever owns the file on the host.
+if [ -n "${ENV_FILE_MODE_CHECK:-}" ]; then
+    if ! mode=$(stat -L -c %a "$ENV_FILE_MODE_CHECK" 2>/dev/null); then
+        echo "configuration error: refusing to start: the env file is not mounted at $ENV_FILE_MODE_CHECK" >&2
+        exit 2
+    fi
+    case "$mode" in
+        *00) ;;
+        *)
+            echo "configuration error: refusing to start: the env file (mounted at $ENV_FILE_MODE_CHECK) is mode $mode, readable by group or others: run \`chmod 600 config/.env.prod\` on the host" >&2
+            exit 2 ;;
+    esac
+fi
+
 role="${1:-web}"
 shift || true
 case "$role" in

@@ -10,7 +10,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from apps.ops.models import ChecklistRun, MaintenanceRun
+from apps.ops.models import ChecklistRun, MaintenanceRun, StressReport
 
 
 class _ReadOnly(admin.ModelAdmin):
@@ -35,3 +35,10 @@ class MaintenanceRunAdmin(_ReadOnly):
 class ChecklistRunAdmin(_ReadOnly):
     list_display = ("kind", "created_at", "actor", "telegram_sent")
     list_filter = ("kind",)
+
+
+@admin.register(StressReport)
+class StressReportAdmin(_ReadOnly):
+    list_display = ("created_at", "outcome", "actor")
+    list_filter = ("outcome",)
+    date_hierarchy = "created_at"

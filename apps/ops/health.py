@@ -6,9 +6,11 @@ healthcheck / predeploy_check commands exit 1 and /health/ready answer 503.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -191,11 +193,65 @@ def overall(checks: list[Check]) -> str:
 NYSE = ZoneInfo("America/New_York")
 
 
+@dataclass(frozen=True)
+class NyseDay:
+    """The NYSE (XNYS) calendar for one New York date: its session, if any."""
+
+    date: date
+    is_session: bool
+    open_utc: datetime | None = None
+    close_utc: datetime | None = None
+    early_close: bool = False
+    reason: str = ""  # "weekend", "holiday" or ""
+
+
+@functools.lru_cache(maxsize=4)
+def _xnys(year: int) -> Any:
+    import exchange_calendars as xcals
+
+    # A calendar per year around the date asked (the default one only spans a year or
+    # so around today): holidays, observed holidays and early closes by exchange_calendars.
+    return xcals.get_calendar("XNYS", start=f"{year - 1}-12-01", end=f"{year + 1}-01-31")
+
+
+def nyse_day(day: date) -> NyseDay:
+    """NYSE's session on ``day`` (a New York date): regular 09:30-16:00, 13:00 on early closes."""
+    import pandas as pd
+
+    if day.weekday() >= 5:
+        return NyseDay(day, False, reason="weekend")
+    label = pd.Timestamp(day)
+    # exchange_calendars' pandas 3 deprecation warnings are its business, not the operator's.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cal = _xnys(day.year)
+        if not cal.is_session(label):
+            return NyseDay(day, False, reason="holiday")
+        open_ = cal.session_open(label).to_pydatetime()
+        close = cal.session_close(label).to_pydatetime()
+    early = close.astimezone(NYSE).time() < time(16, 0)
+    return NyseDay(day, True, open_.astimezone(UTC), close.astimezone(UTC), early)
+
+
 def nyse_open(now: datetime) -> bool:
-    """Regular NYSE session, Monday to Friday 09:30-16:00 New York time (holidays not known)."""
+    """NYSE regular session at ``now``: weekdays 09:30-16:00 New York, except the exchange's
+    holidays (observed ones included) and with the 13:00 early closes."""
+    d = nyse_day(now.astimezone(NYSE).date())
+    return bool(d.is_session and d.open_utc <= now < d.close_utc)
+
+
+def nyse_status(now: datetime) -> str:
+    """One line on the NYSE at ``now``: open until when, or closed and why."""
     local = now.astimezone(NYSE)
-    minutes = local.hour * 60 + local.minute
-    return local.weekday() < 5 and 9 * 60 + 30 <= minutes < 16 * 60
+    d = nyse_day(local.date())
+    if not d.is_session:
+        return f"NYSE closed ({d.reason}, {d.date:%a %Y-%m-%d})"
+    close_local = d.close_utc.astimezone(NYSE)
+    early = " (early close)" if d.early_close else ""
+    if d.open_utc <= now < d.close_utc:
+        return f"NYSE is open until {close_local:%H:%M} New York{early}"
+    when = "before the open" if now < d.open_utc else f"after the {close_local:%H:%M} close{early}"
+    return f"NYSE closed ({when}, {d.date:%a %Y-%m-%d})"
 
 
 def check_ci() -> Check:
@@ -252,9 +308,9 @@ def check_markets(now: datetime) -> Check:
     status = OK
     if nyse_open(now):
         status = WARN
-        notes.append("NYSE is open (09:30-16:00 New York): deploy when it is closed if you can")
+        notes.append(f"{nyse_status(now)}: deploy when it is closed if you can")
     else:
-        notes.append("NYSE closed")
+        notes.append(nyse_status(now))
     if Instrument.objects.filter(active=True, asset_class=AssetClass.CRYPTO).exists():
         status = WARN
         notes.append("crypto markets never close: positions stay exposed during the deploy")

@@ -59,3 +59,28 @@ class ChecklistRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class StressReport(models.Model):
+    """One stress test (spec 7.1, quarterly): every scenario against every account's book.
+
+    ``results`` is a list of ``{"account", "equity", "gross_exposure", "holdings",
+    "scenarios": [ScenarioResult as JSON]}``; ``inputs`` records the scenario sizes and
+    where they came from (files and their sha256), so a report can be re-derived.
+    """
+
+    created_at = models.DateTimeField(db_index=True)
+    actor = models.CharField(max_length=128)
+    outcome = models.CharField(max_length=8)  # ok | warn | fail (worst scenario)
+    summary = models.TextField()
+    results = models.JSONField(default=list)
+    inputs = models.JSONField(default=dict)
+    run = models.ForeignKey(
+        MaintenanceRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+
+    def __str__(self) -> str:
+        return f"stress test {self.created_at:%Y-%m-%d %H:%M} {self.outcome}"

@@ -89,6 +89,18 @@ MAINTENANCE_SCHEDULES: tuple[Schedule, ...] = (
         description="restore the newest backup into a throwaway database and verify it (spec 8.3)",
     ),
     Schedule(
+        "ops: stress test (quarterly, first Saturday of Jan/Apr/Jul/Oct 12:00 UTC)",
+        "ops.stress_test",
+        "0",
+        "12",
+        day_of_week="6",
+        day_of_month="1-7",
+        month_of_year="1,4,7,10",
+        expire_seconds=6 * 3600,
+        description="stress scenarios against the live book and its limits, markets closed "
+        "(spec 7.1: quarterly, 2 h); after the 03:00 retrain of the same Saturday",
+    ),
+    Schedule(
         "ops: pre-market checklist (08:00 Europe/Madrid)",
         "ops.checklist",
         "0",

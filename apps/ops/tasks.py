@@ -63,6 +63,14 @@ def checklist(kind: str) -> int:
     return checklist.pk
 
 
+@shared_task(name="ops.stress_test", time_limit=2 * 3600, soft_time_limit=2 * 3600 - 60)
+def stress_test() -> dict[str, Any]:
+    from apps.ops.stress import stress_test_run
+
+    report = stress_test_run(actor=ACTOR)
+    return {"report": report.pk, "outcome": report.outcome}
+
+
 @shared_task(name="ops.heartbeat", time_limit=30, soft_time_limit=20)
 def heartbeat() -> None:
     from apps.ops.services import heartbeat_beat

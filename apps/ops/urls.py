@@ -9,6 +9,8 @@ urlpatterns = [
     path("ops/readiness/", views.ReadinessView.as_view(), name="readiness"),
     path("ops/checklists/", views.ChecklistView.as_view(), name="checklists"),
     path("ops/checklists/<int:pk>/", views.ChecklistView.as_view(), name="checklist"),
+    path("ops/stress/", views.StressReportView.as_view(), name="stress"),
+    path("ops/stress/<int:pk>/", views.StressReportView.as_view(), name="stress-report"),
     path(
         "ops/checklists/<int:pk>/items/<slug:key>/tick",
         views.ChecklistItemTickView.as_view(),

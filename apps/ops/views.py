@@ -1,4 +1,5 @@
-"""Operations pages: readiness (runbook 6.1 checks), daily checklists; /health/ready JSON."""
+"""Operations pages: readiness (runbook 6.1 checks), daily checklists, stress reports;
+/health/ready JSON."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.views import View
 from apps.core.access import VerifiedStaffRequiredMixin
 from apps.ops import health
 from apps.ops.exceptions import OpsError
-from apps.ops.models import ChecklistRun
+from apps.ops.models import ChecklistRun, StressReport
 
 
 class HealthDetailView(View):
@@ -49,6 +50,25 @@ class ChecklistView(VerifiedStaffRequiredMixin, View):
         recent = list(ChecklistRun.objects.order_by("-created_at")[:30])
         run = get_object_or_404(ChecklistRun, pk=pk) if pk else (recent[0] if recent else None)
         return render(request, "ops/checklist.html", {"run": run, "recent": recent})
+
+
+class StressReportView(VerifiedStaffRequiredMixin, View):
+    """The latest stress reports, or one of them (pk); read-only (manage.py stress_test runs one)."""
+
+    def get(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
+        from apps.ops.services import maintenance_last_success
+
+        recent = list(StressReport.objects.order_by("-created_at", "-id")[:20])
+        report = get_object_or_404(StressReport, pk=pk) if pk else (recent[0] if recent else None)
+        return render(
+            request,
+            "ops/stress.html",
+            {
+                "report": report,
+                "recent": recent,
+                "last_success": maintenance_last_success(task="stress_test"),
+            },
+        )
 
 
 class ChecklistItemTickView(VerifiedStaffRequiredMixin, View):

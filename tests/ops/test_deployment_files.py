@@ -54,8 +54,117 @@ def test_compose_file_when_read_then_only_nginx_publishes_ports_and_all_have_hea
 
     assert published == {"nginx"}
     assert unchecked == set()
-    assert {"postgres", "redis", "trading-core", "execution"} <= internal_only
+    assert {"postgres", "redis", "influxdb", "trading-core", "beat"} <= internal_only
     assert yaml.safe_load(COMPOSE.read_text())["networks"]["internal"]["internal"] is True
+
+
+def test_compose_file_when_read_then_databases_only_on_the_internal_network() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+
+    # PostgreSQL, Redis and InfluxDB: nothing published, no route out, so only the
+    # containers on the internal network reach them (spec 9.1 "BD directa: solo localhost").
+    for name in ("postgres", "redis", "influxdb"):
+        assert services[name]["networks"] == ["internal"], name
+        assert "ports" not in services[name]
+        assert "expose" not in services[name]
+    assert compose["networks"]["internal"] == {"internal": True}
+    on_public = {n for n, s in services.items() if "public" in s.get("networks", [])}
+    assert on_public == {"nginx"}
+
+
+@pytest.mark.parametrize(
+    ("name", "command", "process"),
+    [("engine", ["manage", "run_engine"], "manage.py run_engine"),
+     ("telegram", ["manage", "telegram_bot"], "manage.py telegram_bot")],
+)  # fmt: skip
+def test_compose_file_when_read_then_engine_and_telegram_bot_services(
+    name: str, command: list[str], process: str
+) -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    service = services[name]
+
+    assert service["command"] == command
+    assert service["restart"] == "unless-stopped"
+    assert service["env_file"] == ["config/.env.prod"]
+    assert service["environment"]["ENVIRONMENT"] == "prod"
+    assert set(service["networks"]) == {"internal", "egress"}
+    assert "ports" not in service
+    assert service["healthcheck"]["test"] == ["CMD-SHELL", f"pgrep -f '{process}' >/dev/null"]
+    assert service["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert service["stop_grace_period"]
+    # the entrypoint's "manage" role is what runs it
+    assert (
+        'manage)\n        exec python manage.py "$@"'
+        in (ROOT / "docker" / "entrypoint.sh").read_text()
+    )
+
+
+def test_compose_file_when_read_then_every_app_container_checks_the_env_file_mode() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    app = [n for n, s in services.items() if s.get("image") == "tradebot:latest"]
+
+    assert {"trading-core", "execution", "worker", "beat", "engine", "telegram", "migrate"} <= set(
+        app
+    )
+    for name in app:
+        assert services[name]["environment"]["ENV_FILE_MODE_CHECK"] == "/run/tradebot/env-file"
+        assert "./config/.env.prod:/run/tradebot/env-file:ro" in services[name]["volumes"]
+
+
+def run_entrypoint(env_file: Path | None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"]}
+    if env_file is not None:
+        env["ENV_FILE_MODE_CHECK"] = str(env_file)
+    return subprocess.run(
+        ["sh", str(ROOT / "docker" / "entrypoint.sh"), "no-such-role"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_entrypoint_when_env_file_readable_by_others_then_refuses_to_start(
+    tmp_path: Path, mode: int
+) -> None:
+    env_file = tmp_path / ".env.prod"
+    env_file.write_text("DJANGO_DEBUG=false\n")
+    env_file.chmod(mode)
+
+    result = run_entrypoint(env_file)
+
+    assert result.returncode == 2
+    assert f"is mode {mode:o}, readable by group or others" in result.stderr
+    assert "chmod 600 config/.env.prod" in result.stderr
+
+
+def test_entrypoint_when_env_file_600_then_goes_on_to_start_the_role(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env.prod"
+    env_file.write_text("DJANGO_DEBUG=false\n")
+    env_file.chmod(0o600)
+
+    result = run_entrypoint(env_file)
+
+    # past the check: the (bogus) role is what stops it
+    assert result.returncode == 2
+    assert result.stderr.startswith("unknown role 'no-such-role'")
+
+
+def test_entrypoint_when_env_file_not_mounted_then_refuses(tmp_path: Path) -> None:
+    result = run_entrypoint(tmp_path / "missing")
+
+    assert result.returncode == 2
+    assert "the env file is not mounted" in result.stderr
+
+
+def test_dockerignore_when_read_then_env_files_never_copied_into_the_image() -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+
+    assert "config/.env.*" in lines
+    assert "!config/.env.*.example" in lines
+    assert lines.index("config/.env.*") < lines.index("!config/.env.*.example")
 
 
 def render_nginx(tmp_path: Path, upstream: str, http_port: int, https_port: int) -> Path:

@@ -56,6 +56,7 @@ def test_migration_when_applied_then_every_schedule_stored_with_expiry_and_enabl
         "ml.retrain",
         "ml.calibration_monitor",
         "ops.restore_test",
+        "ops.stress_test",
         "ops.checklist",
         "ops.heartbeat",
     }
@@ -69,7 +70,13 @@ def test_routes_when_ops_task_then_maintenance_queue():
     from tradebot.celery import app
 
     router = app.amqp.router
-    for name in ("ops.backup", "ops.checklist", "ops.heartbeat", "ops.restore_test"):
+    for name in (
+        "ops.backup",
+        "ops.checklist",
+        "ops.heartbeat",
+        "ops.restore_test",
+        "ops.stress_test",
+    ):
         assert router.route({}, name)["queue"].name == CeleryQueue.MAINTENANCE.value
     assert settings.CELERY_TASK_ROUTES["ml.retrain"]["queue"] == CeleryQueue.ML.value
 
@@ -85,6 +92,12 @@ def test_routes_when_ops_task_then_maintenance_queue():
         ("ml: retrain", utc(2026, 4, 5, 0, 0), utc(2026, 7, 4, 3, 0)),  # 1st Sat of July
         ("ml: retrain", utc(2026, 7, 5, 0, 0), utc(2026, 10, 3, 3, 0)),
         ("ops: restore test", utc(2026, 3, 10, 0, 0), utc(2026, 4, 5, 4, 0)),  # 1st Sunday
+        # stress test: first Saturday of the quarter, 12:00 UTC (after the 03:00 retrain)
+        ("ops: stress test", utc(2026, 11, 24, 23, 0), utc(2027, 1, 2, 12, 0)),
+        ("ops: stress test", utc(2027, 1, 2, 12, 30), utc(2027, 4, 3, 12, 0)),
+        ("ops: stress test", utc(2027, 4, 3, 11, 0), utc(2027, 4, 3, 12, 0)),
+        ("ops: stress test", utc(2027, 4, 4, 0, 0), utc(2027, 7, 3, 12, 0)),
+        ("ops: stress test", utc(2027, 7, 4, 0, 0), utc(2027, 10, 2, 12, 0)),
     ],
 )
 def test_utc_schedules_when_now_fixed_then_next_run(prefix, now, expected):
@@ -128,3 +141,21 @@ def test_madrid_pre_market_when_dst_then_utc_hour_moves():
     summer = next_run(task, utc(2026, 3, 29, 1, 0))
     back = next_run(task, utc(2026, 10, 25, 1, 0))
     assert (winter.hour, summer.hour, back.hour) == (7, 6, 7)
+
+
+@pytest.mark.parametrize(
+    "now",
+    [utc(2026, 11, 24, 23, 0), utc(2027, 1, 3, 0, 0), utc(2027, 4, 4, 0, 0), utc(2027, 7, 4, 0, 0)],
+)
+def test_stress_test_schedule_when_next_run_then_a_saturday_with_nyse_closed(now):
+    from apps.ops import health
+
+    task = task_named("ops: stress test")
+    when = next_run(task, now)
+
+    assert when.weekday() == 5  # Saturday: the market-closed window of spec 7.1
+    assert when.day <= 7
+    assert when.month in (1, 4, 7, 10)
+    assert not health.nyse_open(when)
+    assert task.expire_seconds == 6 * 3600
+    assert task.crontab.timezone.key == "UTC"

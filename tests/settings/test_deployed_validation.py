@@ -14,6 +14,7 @@ from tradebot.settings.validation import DeployedConfig, problems
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = secrets.token_urlsafe(64)
+GOOD_SALT = secrets.token_urlsafe(24)
 GOOD_DB = "postgres://tradebot:s3cret-Pa55word-xyz@127.0.0.1:5432/tradebot"
 
 
@@ -25,6 +26,7 @@ def config(**overrides: object) -> DeployedConfig:
         "database_url": GOOD_DB,
         "allowed_hosts": ["bot.example.com"],
         "env_file": None,
+        "salt_key": GOOD_SALT,
     }
     values.update(overrides)
     return DeployedConfig(**values)  # type: ignore[arg-type]
@@ -56,6 +58,10 @@ def test_problems_when_configuration_is_good_then_none() -> None:
         ),
         ({"allowed_hosts": []}, "DJANGO_ALLOWED_HOSTS must list"),
         ({"allowed_hosts": ["*"]}, "DJANGO_ALLOWED_HOSTS must list"),
+        ({"salt_key": ""}, "SALT_KEY is missing: generate one with"),
+        ({"salt_key": "short-salt-K1"}, "SALT_KEY is a default or weak value"),
+        ({"salt_key": "dev-only-salt-not-for-deployment"}, "SALT_KEY is a default or weak value"),
+        ({"salt_key": GOOD_KEY}, "SALT_KEY is a default or weak value"),
     ],
 )
 def test_problems_when_one_value_is_bad_then_it_is_named_with_the_fix(
@@ -94,7 +100,7 @@ def run_manage(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "ENV_FILE"))
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "ENV_FILE", "SALT_KEY"))
     }
     env.update({"ENVIRONMENT": "prod", "ENV_FILE": str(env_file)})
     return subprocess.run(
@@ -111,6 +117,7 @@ def write_env(path: Path, mode: int = 0o600, **values: str) -> Path:
     base = {
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": GOOD_KEY,
+        "SALT_KEY": GOOD_SALT,
         "DATABASE_URL": GOOD_DB,
         "DJANGO_ALLOWED_HOSTS": "bot.example.com",
         "REDIS_URL": "redis://127.0.0.1:6379/1",
@@ -137,6 +144,7 @@ def test_check_deploy_when_prod_env_is_valid_then_clean(tmp_path: Path) -> None:
         ({"DJANGO_SECRET_KEY": ""}, 0o600, "DJANGO_SECRET_KEY is missing"),
         ({"DJANGO_SECRET_KEY": "changeme"}, 0o600, "DJANGO_SECRET_KEY is a default or weak value"),
         ({}, 0o644, "readable by group or others"),
+        ({"SALT_KEY": ""}, 0o600, "SALT_KEY is missing"),
     ],
 )
 def test_prod_start_when_configuration_bad_then_refuses_naming_problem(
@@ -154,7 +162,7 @@ def test_env_file_when_os_environment_sets_same_variable_then_os_wins(tmp_path: 
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "DATABASE_URL", "ENV_FILE"))
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "ENV_FILE", "SALT_KEY"))
     }
     env.update(
         {

@@ -12,6 +12,12 @@ ENV_FILE_LOADED = load_env_files(ENVIRONMENT)
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# Old keys still accepted while DJANGO_SECRET_KEY is rotated (sessions, and the broker
+# credentials' Fernet keys: apps/credentials).
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
+# Salt of the broker credentials' Fernet keys (django-fernet-encrypted-fields); required
+# in staging/prod (tradebot/settings/validation.py). Changing it makes them unreadable.
+SALT_KEY = env.str("SALT_KEY", default="")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
@@ -44,6 +50,7 @@ INSTALLED_APPS = [
     "apps.ml",
     "apps.panel",
     "apps.ops",
+    "apps.credentials",
 ]
 
 MIDDLEWARE = [

@@ -10,7 +10,15 @@ from tradebot.env import env_bool, env_number
 from tradebot.settings.validation import DeployedConfig, problems
 
 from .base import *  # noqa: F403
-from .base import ALLOWED_HOSTS, DEBUG, ENV_FILE_LOADED, ENVIRONMENT, SECRET_KEY, env
+from .base import (
+    ALLOWED_HOSTS,
+    DEBUG,
+    ENV_FILE_LOADED,
+    ENVIRONMENT,
+    SALT_KEY,
+    SECRET_KEY,
+    env,
+)
 
 _problems = problems(
     DeployedConfig(
@@ -20,6 +28,7 @@ _problems = problems(
         database_url=env.str("DATABASE_URL", default=""),
         allowed_hosts=list(ALLOWED_HOSTS),
         env_file=ENV_FILE_LOADED,
+        salt_key=SALT_KEY,
     )
 )
 if _problems:

@@ -5,6 +5,7 @@ from .base import env
 
 DEBUG = False
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="django-insecure-test-only-key")
+SALT_KEY = env.str("SALT_KEY", default="test-only-salt-key")
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 # One test database per checkout: two checkouts testing on the same server at once
 # (a developer's tree and a CI clone) must not drop each other's database.

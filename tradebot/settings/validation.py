@@ -19,6 +19,7 @@ DEFAULT_DB_PASSWORDS = frozenset(
     {"", "postgres", "password", "changeme", "change-me", "secret", "tradebot", "admin", "xxx"}
 )
 MIN_SECRET_LENGTH = 50
+MIN_SALT_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class DeployedConfig:
     database_url: str
     allowed_hosts: list[str]
     env_file: Path | None
+    salt_key: str = ""
 
 
 def problems(config: DeployedConfig) -> list[str]:
@@ -53,6 +55,25 @@ def problems(config: DeployedConfig) -> list[str]:
             f"DJANGO_SECRET_KEY is a default or weak value (need {MIN_SECRET_LENGTH}+ random "
             f"characters): generate one with "
             f"`python -c 'import secrets; print(secrets.token_urlsafe(64))'` and set it in {where}"
+        )
+    salt = config.salt_key
+    salt_hint = (
+        "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+        f"and set SALT_KEY in {where}; keep it for good (the broker credentials are encrypted "
+        "with keys derived from it and DJANGO_SECRET_KEY)"
+    )
+    if not salt:
+        found.append(f"SALT_KEY is missing: {salt_hint}")
+    elif (
+        salt.lower() in DEFAULT_SECRETS
+        or salt.startswith(("dev-only", "test-only"))
+        or len(salt) < MIN_SALT_LENGTH
+        or len(set(salt)) < 5
+        or salt == key
+    ):
+        found.append(
+            f"SALT_KEY is a default or weak value (need {MIN_SALT_LENGTH}+ random characters, "
+            f"not the secret key): {salt_hint}"
         )
     if not config.database_url:
         found.append(f"DATABASE_URL is missing: set it in {where}")

@@ -25,3 +25,7 @@ CI_RESULT_FILE = env.path("CI_RESULT_FILE", default=BASE_DIR / "var" / "ci-last-
 TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
 TELEGRAM_CHAT_ID = env.str("TELEGRAM_CHAT_ID", default="")
 TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org").rstrip("/")
+
+# Stress test (manage.py stress_test, quarterly): recorded bars the historical shocks are
+# measured on (data/stress/README.md), and the fee assumed when closing under stress.
+STRESS_DATA_DIR = env.path("STRESS_DATA_DIR", default=BASE_DIR / "data" / "stress")

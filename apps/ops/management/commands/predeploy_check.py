@@ -14,7 +14,8 @@ class Command(BaseCommand):
     help = (
         "Before a deploy: CI tests passed (CI_LAST_RESULT, else the first word of CI_RESULT_FILE: "
         "success), no critical alert in 24 h, a successful backup under 24 h old, markets closed "
-        "(NYSE 09:30-16:00 New York, holidays not known; crypto never closes: warning), kill "
+        "(the NYSE calendar: 09:30-16:00 New York, holidays and 13:00 early closes; crypto "
+        "never closes: warning), kill "
         "switch reachable (kill_switch_engage importable, mode row lockable). Exit 1 on a failure."
     )
 
