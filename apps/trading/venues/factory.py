@@ -26,14 +26,15 @@ _cache: dict[tuple[int, str, str], Venue] = {}
 
 def _credentials(account: Account) -> tuple[str, str]:
     """API key and secret: the encrypted database row if there is one, else settings."""
+    from apps.credentials.exceptions import CredentialUndecryptable
+    from apps.credentials.selectors import broker_credentials_for
+
     try:
-        from apps.credentials.selectors import broker_credentials_for
-    except ImportError:  # pragma: no cover - the credentials app is optional
-        broker_credentials_for = None
-    if broker_credentials_for is not None:
         stored = broker_credentials_for(account_id=account.pk)
-        if stored is not None:
-            return stored.api_key, stored.api_secret
+    except CredentialUndecryptable as exc:
+        raise VenueConfigurationError(f"account {account.name}: {exc}") from exc
+    if stored is not None:
+        return stored.api_key, stored.api_secret
     return settings.KRAKEN_API_KEY, settings.KRAKEN_API_SECRET
 
 
