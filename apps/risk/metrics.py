@@ -3,7 +3,9 @@
 Whichever process marked the equity (the engine) or changed the mode (web, a
 worker, the CLI), the scrape reads the committed rows: EquityMonitor per account
 (equity, drawdown, daily P&L, open positions), SystemState (one gauge per mode,
-1 for the one in force) and the historical VaR of current holdings (cached).
+1 for the one in force) and the historical VaR of current holdings (cached), with the
+exposures (gross, net, per instrument: market value at the last mark, signed) and the
+correlations of the held instruments' daily returns that the same holdings give.
 Fractions stay fractions: trading_drawdown_pct 0.15 means 15 %.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -24,6 +28,8 @@ ACCOUNT_GAUGES = (
     ("trading_open_positions", "Positions not flat"),
     ("trading_var_95", "Historical 1-day VaR at 95% of current holdings (account currency)"),
     ("trading_var_99", "Historical 1-day VaR at 99% of current holdings (account currency)"),
+    ("trading_gross_exposure", "Sum of the absolute market values of open positions"),
+    ("trading_net_exposure", "Sum of the signed market values of open positions"),
 )
 
 
@@ -33,6 +39,8 @@ class RiskCollector(Collector):
         for name, _ in ACCOUNT_GAUGES:
             yield GaugeMetricFamily(name, "", labels=["account"])
         yield GaugeMetricFamily("trading_system_mode", "", labels=["mode"])
+        yield GaugeMetricFamily("trading_exposure", "", labels=["account", "instrument"])
+        yield GaugeMetricFamily("trading_correlation", "", labels=["account", "a", "b"])
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from django.db import DatabaseError
@@ -46,6 +54,16 @@ class RiskCollector(Collector):
         mode_family = GaugeMetricFamily(
             "trading_system_mode", "System mode: 1 for the mode in force", labels=["mode"]
         )
+        exposure = GaugeMetricFamily(
+            "trading_exposure",
+            "Signed market value of each open position at its last mark (account currency)",
+            labels=["account", "instrument"],
+        )
+        correlation = GaugeMetricFamily(
+            "trading_correlation",
+            "Correlation of the daily returns of two held instruments (VaR window)",
+            labels=["account", "a", "b"],
+        )
         try:
             state = SystemState.objects.filter(pk=1).values_list("mode", flat=True).first()
             current = state or SystemMode.NORMAL.value
@@ -57,16 +75,36 @@ class RiskCollector(Collector):
                 families["trading_drawdown_pct"].add_metric([name], float(monitor.drawdown))
                 families["trading_daily_pnl_pct"].add_metric([name], float(monitor.daily_pnl_pct))
                 families["trading_open_positions"].add_metric([name], monitor.open_positions)
-                var = _var(monitor.account_id)
-                families["trading_var_95"].add_metric([name], var[0])
-                families["trading_var_99"].add_metric([name], var[1])
+                holdings, risk = _holdings_risk(monitor.account_id)
+                var = risk["var"]
+                families["trading_var_95"].add_metric([name], float(var["95"]))
+                families["trading_var_99"].add_metric([name], float(var["99"]))
+                gross = net = 0.0
+                for symbol, (_, value) in sorted(holdings.items()):
+                    exposure.add_metric([name, symbol], float(value))
+                    gross += abs(float(value))
+                    net += float(value)
+                families["trading_gross_exposure"].add_metric([name], gross)
+                families["trading_net_exposure"].add_metric([name], net)
+                instruments = risk["correlation"]["instruments"]
+                for i, row in enumerate(risk["correlation"]["matrix"]):
+                    for j, value in enumerate(row):
+                        if value is not None:
+                            correlation.add_metric(
+                                [name, instruments[i], instruments[j]], float(value)
+                            )
         except DatabaseError:
             logger.warning("risk metrics: database unavailable during scrape")
         yield from families.values()
         yield mode_family
+        yield exposure
+        yield correlation
 
 
-def _var(account_id: int) -> tuple[float, float]:
+_NO_RISK = {"var": {"95": "0", "99": "0"}, "correlation": {"instruments": [], "matrix": []}}
+
+
+def _holdings_risk(account_id: int) -> tuple[dict[str, tuple[int, Decimal]], dict[str, Any]]:
     from apps.risk.selectors import var_and_correlation
     from apps.trading.models import Position
 
@@ -77,6 +115,5 @@ def _var(account_id: int) -> tuple[float, float]:
         .select_related("instrument")
     }
     if not holdings:
-        return 0.0, 0.0
-    var = var_and_correlation(holdings=holdings)["var"]
-    return float(var["95"]), float(var["99"])
+        return holdings, _NO_RISK
+    return holdings, var_and_correlation(holdings=holdings)
