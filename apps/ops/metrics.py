@@ -126,7 +126,9 @@ class CeleryCollector(Collector):
             seen = {labels[:2] for labels in counters} | set(histograms[RUNTIME])
             for task_queue in sorted(seen):
                 for state in STATES:
-                    outcomes.add_metric(list(task_queue), counters.get((*task_queue, state), 0.0))
+                    outcomes.add_metric(
+                        [*task_queue, state], counters.get((*task_queue, state), 0.0)
+                    )
         yield from families.values()
         yield outcomes
 
