@@ -34,7 +34,6 @@ OUTCOMES = "celery_tasks_total"
 STATES = ("success", "failure", "retry")
 
 _started: dict[str, tuple[float, float | None]] = {}
-_worker_name = "celery"
 
 
 def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
@@ -87,18 +86,14 @@ def _on_postrun(
     batch.send()
 
 
-def _on_after_setup(sender: str | None = None, **_: Any) -> None:
-    global _worker_name
-    _worker_name = str(sender or "celery")
+def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    # The main process (it runs the tasks with the solo pool); sender: the consumer.
+    process_metrics_start(process=str(getattr(sender, "hostname", None) or "celery"))
 
 
-def _on_worker_ready(**_: Any) -> None:
-    process_metrics_start(process=_worker_name)
-
-
-def _on_worker_process_init(**_: Any) -> None:
-    # A prefork child: its own pid, the worker's name.
-    process_metrics_start(process=_worker_name)
+def _on_worker_process_init(sender: Any = None, **_: Any) -> None:
+    # A prefork child: its own pid, the worker's name (sender: the hostname).
+    process_metrics_start(process=str(sender or "celery"))
 
 
 def connect() -> None:
@@ -106,9 +101,6 @@ def connect() -> None:
     signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid="tb-metrics-pub")
     signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="tb-metrics-prerun")
     signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="tb-metrics-postrun")
-    signals.celeryd_after_setup.connect(
-        _on_after_setup, weak=False, dispatch_uid="tb-metrics-setup"
-    )
     signals.worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid="tb-metrics-ready")
     signals.worker_process_init.connect(
         _on_worker_process_init, weak=False, dispatch_uid="tb-metrics-child"
