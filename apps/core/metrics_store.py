@@ -25,6 +25,7 @@ Every call has a short socket timeout.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -76,6 +77,12 @@ def client(url: str | None = None) -> redis.Redis:
 def labels_key(values: Sequence[str]) -> str:
     """Label values as one hash field (JSON keeps any character in a value safe)."""
     return json.dumps(list(values), separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=8192)
+def labels_from_key(key: str) -> tuple[str, ...]:
+    """The inverse of ``labels_key`` (cached: a scrape reads the same fields every time)."""
+    return tuple(json.loads(key))
 
 
 def bucket_index(value: float, buckets: Sequence[float] = LATENCY_BUCKETS) -> int:
@@ -142,7 +149,7 @@ def read_histograms(
         per_labels: dict[tuple[str, ...], dict[str, Any]] = {}
         for field, value in raw.items():
             lk, _, part = field.decode().rpartition("|")
-            labels = tuple(json.loads(lk))
+            labels = labels_from_key(lk)
             entry = per_labels.setdefault(
                 labels, {"counts": [0] * (len(LATENCY_BUCKETS) + 1), "sum": 0.0, "count": 0}
             )
@@ -174,6 +181,6 @@ def read_counters(
     for name in names:
         pipe.hgetall(f"{PREFIX}:c:{name}")
     return {
-        name: {tuple(json.loads(k.decode())): float(v) for k, v in raw.items()}
+        name: {labels_from_key(k.decode()): float(v) for k, v in raw.items()}
         for name, raw in zip(names, pipe.execute(), strict=True)
     }

@@ -3,7 +3,8 @@
 Whichever process marked the equity (the engine) or changed the mode (web, a
 worker, the CLI), the scrape reads the committed rows: EquityMonitor per account
 (equity, drawdown, daily P&L, open positions), SystemState (one gauge per mode,
-1 for the one in force) and the historical VaR of current holdings (cached), with the
+1 for the one in force) and the historical VaR of current holdings (RiskCache: recomputed
+off the scrape path), with the
 exposures (gross, net, per instrument: market value at the last mark, signed) and the
 correlations of the held instruments' daily returns that the same holdings give.
 Fractions stay fractions: trading_drawdown_pct 0.15 means 15 %.
@@ -12,6 +13,8 @@ Fractions stay fractions: trading_drawdown_pct 0.15 means 15 %.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -105,7 +108,6 @@ _NO_RISK = {"var": {"95": "0", "99": "0"}, "correlation": {"instruments": [], "m
 
 
 def _holdings_risk(account_id: int) -> tuple[dict[str, tuple[int, Decimal]], dict[str, Any]]:
-    from apps.risk.selectors import var_and_correlation
     from apps.trading.models import Position
 
     holdings = {
@@ -116,4 +118,86 @@ def _holdings_risk(account_id: int) -> tuple[dict[str, tuple[int, Decimal]], dic
     }
     if not holdings:
         return holdings, _NO_RISK
-    return holdings, var_and_correlation(holdings=holdings)
+    return holdings, _risk_cache.get(account_id, holdings)
+
+
+class RiskCache:
+    """VaR and correlations per account for the scrape, recomputed off the scrape path.
+
+    ``var_and_correlation`` reads the daily closes of the VaR window from the bars (seconds
+    on a year of one-minute bars: bench/metrics_scrape.py) and its own cache is keyed by
+    the holdings' values, which change at every mark. A scrape therefore answers with the
+    last result computed for the account and, when the holdings changed (instruments at
+    once, values after ``max_age`` seconds), starts one background recompute; only the
+    account's very first scrape in a process computes inline. The figures lag the marks
+    by at most ``max_age`` seconds plus one computation: fine for a 1-day VaR.
+    """
+
+    def __init__(self, max_age: float = 60.0) -> None:
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._entries: dict[int, tuple[float, tuple[Any, ...], dict[str, Any]]] = {}
+        self._running: set[int] = set()
+
+    @staticmethod
+    def _key(holdings: dict[str, tuple[int, Decimal]]) -> tuple[Any, ...]:
+        return tuple(sorted((s, str(v)) for s, (_, v) in holdings.items()))
+
+    def get(self, account_id: int, holdings: dict[str, tuple[int, Decimal]]) -> dict[str, Any]:
+        from apps.risk.selectors import var_and_correlation
+
+        key = self._key(holdings)
+        with self._lock:
+            entry = self._entries.get(account_id)
+        if entry is None:
+            result = var_and_correlation(holdings=holdings)
+            with self._lock:
+                self._entries[account_id] = (time.monotonic(), key, result)
+            return result
+        computed_at, old_key, result = entry
+        moved = {s for s, _ in old_key} != set(holdings)
+        stale = old_key != key and time.monotonic() - computed_at > self.max_age
+        if moved or stale:
+            self._refresh(account_id, holdings, key)
+        return result
+
+    def _refresh(self, account_id: int, holdings: dict[str, Any], key: tuple[Any, ...]) -> None:
+        with self._lock:
+            if account_id in self._running:
+                return
+            self._running.add(account_id)
+        threading.Thread(
+            target=self._compute,
+            args=(account_id, holdings, key),
+            daemon=True,
+            name=f"risk-metrics-{account_id}",
+        ).start()
+
+    def _compute(self, account_id: int, holdings: dict[str, Any], key: tuple[Any, ...]) -> None:
+        from django.db import connection
+
+        from apps.risk.selectors import var_and_correlation
+
+        try:
+            result = var_and_correlation(holdings=holdings)
+            with self._lock:
+                self._entries[account_id] = (time.monotonic(), key, result)
+        except Exception:  # a failed refresh keeps the last figures; the next scrape retries
+            logger.exception("risk metrics: VaR refresh failed for account %s", account_id)
+        finally:
+            connection.close()  # this thread's own connection
+            with self._lock:
+                self._running.discard(account_id)
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Until no refresh runs (tests, the bench)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    return True
+            time.sleep(0.01)
+        return False
+
+
+_risk_cache = RiskCache()

@@ -26,7 +26,9 @@ SPEC_PANELS = {
 def _boards() -> dict[str, dict]:
     return {
         b["title"]: b
-        for b in (json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json")))
+        for b in (
+            json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json"))
+        )
     }
 
 

@@ -280,3 +280,34 @@ def test_alert_rules_when_read_then_every_metric_they_use_is_exposed_or_planned(
         names |= {s.name for s in family.samples} | {family.name}
 
     assert used - names - LATER == set()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_risk_metrics_when_holdings_remarked_then_last_var_served_and_refreshed_in_background(
+    client, monkeypatch
+) -> None:
+    from apps.risk.metrics import _risk_cache
+    from apps.trading.models import Position
+
+    # Arrange: the account's first scrape computes its VaR inline
+    observability_data_create()
+    monkeypatch.setattr(_risk_cache, "max_age", 0.0)
+    first = only(scrape(client)["trading_var_99"], account=ACCOUNT)
+    btc = Position.objects.get(account__name=ACCOUNT, instrument__symbol="BTC-USD")
+    Position.objects.filter(pk=btc.pk).update(quantity=btc.quantity * 5)
+
+    # Act
+    started = time.monotonic()
+    served = scrape(client)
+    elapsed = time.monotonic() - started
+    assert _risk_cache.wait(timeout=30)
+    refreshed = only(scrape(client)["trading_var_99"], account=ACCOUNT)
+
+    # Assert: exposures move at once, the VaR once its background recompute is done
+    assert only(served["trading_var_99"], account=ACCOUNT) == first
+    assert only(served["trading_exposure"], account=ACCOUNT, instrument="BTC-USD") == (
+        pytest.approx(float(btc.last_price * btc.quantity * 5))
+    )
+    assert refreshed != first
+    assert refreshed > 0
+    assert elapsed < 5
