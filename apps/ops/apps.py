@@ -9,8 +9,19 @@ class OpsConfig(AppConfig):
     def ready(self) -> None:
         from prometheus_client import REGISTRY
 
-        from apps.ops.metrics import MaintenanceCollector
+        from apps.ops import celery_metrics
+        from apps.ops.metrics import (
+            AppProcessCollector,
+            CeleryCollector,
+            InfluxWriterCollector,
+            MaintenanceCollector,
+        )
 
+        # Every process: stamp published tasks; in workers, time them and report CPU/RSS.
+        celery_metrics.connect()
         if not getattr(REGISTRY, "_tradebot_maintenance_collector", False):
             REGISTRY.register(MaintenanceCollector())
+            REGISTRY.register(CeleryCollector())
+            REGISTRY.register(AppProcessCollector())
+            REGISTRY.register(InfluxWriterCollector())
             REGISTRY._tradebot_maintenance_collector = True  # type: ignore[attr-defined]

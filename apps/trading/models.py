@@ -65,6 +65,8 @@ class Order(models.Model):
 
     class Meta:
         ordering = ("-created_at", "-id")
+        # Orders of the last day at every /metrics scrape (apps/trading/metrics.py).
+        indexes = [models.Index(fields=["created_at"], name="order_created_at_idx")]
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "broker_order_id"],

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from apps.audit.models import DecisionAction, DecisionLog
 from apps.audit.services import audit_record, decision_record
+from apps.core import influx
 from apps.marketdata.models import Instrument
 from apps.risk.domain.checks import CheckResult, RiskContext, check_mode, order_check
 from apps.risk.domain.modes import SystemMode
@@ -501,6 +502,7 @@ def fill_apply(*, fill: FillValue) -> Fill | None:
             update_fields=["status", "filled_quantity", "avg_fill_price", "fees", "updated_at"]
         )
         row.save()
+        transaction.on_commit(lambda: influx.write_fill(row, order))
         realtime.broadcast_fill(row, order)
         realtime.broadcast_order(order)
         realtime.broadcast_positions(account)
@@ -554,6 +556,7 @@ def mark_to_market(
                 fees=account.fees_paid,
                 drawdown=drawdown.quantize(Decimal("1e-8"), rounding=ROUND_HALF_EVEN),
             )
+            transaction.on_commit(lambda: influx.write_equity(snap, positions=positions))
             realtime.broadcast_equity(snap, account)
             if positions:
                 realtime.broadcast_positions(account)

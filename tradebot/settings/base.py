@@ -134,6 +134,7 @@ STORAGES = {
 from tradebot.settings.components.brokers import *  # noqa: E402, F403
 from tradebot.settings.components.celery import *  # noqa: E402, F403
 from tradebot.settings.components.channels import *  # noqa: E402, F403
+from tradebot.settings.components.influx import *  # noqa: E402, F403
 from tradebot.settings.components.logging import *  # noqa: E402, F403
 from tradebot.settings.components.ops import *  # noqa: E402, F403
 from tradebot.settings.components.security import *  # noqa: E402, F403

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from apps.brokers.services import startup_reconcile
 from apps.core.domain.exceptions import MarketDataError
 from apps.core.pidfile import pidfile
+from apps.core.process_metrics import process_metrics_start
 from apps.marketdata.domain.csvfile import timeframe_from_path
 from apps.marketdata.domain.feed import ReplayFeed
 from apps.marketdata.models import FeedStatus
@@ -125,6 +126,7 @@ class Command(BaseCommand):
             )
             # The pid file lets `manage.py shutdown_graceful` stop the engine (SIGTERM).
             with pidfile(Path(settings.ENGINE_PIDFILE)):
+                process_metrics_start(process="engine")  # its CPU/RSS on /metrics
                 count = engine.run(bars)
         except MarketDataError as exc:
             raise CommandError(str(exc)) from exc
