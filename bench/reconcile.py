@@ -42,21 +42,36 @@ def setup_book() -> None:
         name="bench", starting_cash=Decimal(10**8), cash=Decimal(10**8), peak_equity=Decimal(10**8)
     )
     instruments = Instrument.objects.bulk_create(
-        [Instrument(symbol=f"X{i:04d}-USD", base=f"X{i:04d}", quote="USD") for i in range(POSITIONS)]
+        [
+            Instrument(symbol=f"X{i:04d}-USD", base=f"X{i:04d}", quote="USD")
+            for i in range(POSITIONS)
+        ]
     )
     Position.objects.bulk_create(
         [
-            Position(account=account, instrument=inst, quantity=Decimal(1 + i % 5),
-                     avg_price=Decimal(100), last_price=Decimal(101))
+            Position(
+                account=account,
+                instrument=inst,
+                quantity=Decimal(1 + i % 5),
+                avg_price=Decimal(100),
+                last_price=Decimal(101),
+            )
             for i, inst in enumerate(instruments)
         ]
     )
     Order.objects.bulk_create(
         [
-            Order(account=account, instrument=instruments[i % POSITIONS],
-                  client_order_id=f"tb-{uuid.uuid4().hex}", broker_order_id=f"paper-b{i}",
-                  side="buy", order_type="limit", quantity=Decimal(1), limit_price=Decimal(50),
-                  status="accepted")
+            Order(
+                account=account,
+                instrument=instruments[i % POSITIONS],
+                client_order_id=f"tb-{uuid.uuid4().hex}",
+                broker_order_id=f"paper-b{i}",
+                side="buy",
+                order_type="limit",
+                quantity=Decimal(1),
+                limit_price=Decimal(50),
+                status="accepted",
+            )
             for i in range(ORDERS)
         ],
         batch_size=2000,
@@ -64,7 +79,9 @@ def setup_book() -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     print(
@@ -85,8 +102,14 @@ def main() -> int:
         broker_open = venue.open_orders()
         broker_pos = {p.instrument: p.quantity for p in venue.positions()}
         ours = [
-            OurOrder(o.client_order_id, o.broker_order_id, o.instrument.symbol,
-                     OrderStatus(o.status), o.quantity, o.filled_quantity)
+            OurOrder(
+                o.client_order_id,
+                o.broker_order_id,
+                o.instrument.symbol,
+                OrderStatus(o.status),
+                o.quantity,
+                o.filled_quantity,
+            )
             for o in Order.objects.select_related("instrument")
         ]
         our_pos = dict(Position.objects.values_list("instrument__symbol", "quantity"))
@@ -112,7 +135,9 @@ def main() -> int:
             if run.outcome != "clean":
                 print(f"  unexpected outcome {run.outcome}: {run.error}")
                 return 1
-        print(f"  (last run: {run.orders_checked} orders, {run.positions_checked} positions checked)")
+        print(
+            f"  (last run: {run.orders_checked} orders, {run.positions_checked} positions checked)"
+        )
         row("baseline: read orders + positions once", baseline)
         row("compare only (pure, in memory)", compare)
         row("reconcile_account (paper broker, full path)", full)

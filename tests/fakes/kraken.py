@@ -338,6 +338,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Headers and body leave in separate writes: without TCP_NODELAY, Nagle's algorithm
+    # and the client's delayed ACK add ~40 ms to every answer (a fake's artifact, not Kraken's).
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server: _Server
 
