@@ -43,6 +43,7 @@ else
 	$(WITH_SERVICES) $(PY) bench/ws_fanout.py
 	$(WITH_SERVICES) $(PY) bench/backup.py
 	$(WITH_SERVICES) $(PY) bench/reconcile.py
+	$(WITH_SERVICES) $(PY) bench/order_path.py
 	$(WITH_SERVICES) $(PY) bench/metrics_scrape.py
 endif
 
