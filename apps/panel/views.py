@@ -139,6 +139,8 @@ class IncidentDetailView(VerifiedStaffRequiredMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         incident = get_object_or_404(Incident, pk=kwargs["incident_id"])
         context["incident"] = incident
+        # Runbook 6.5: an incident opened by reconciliation lists the discrepancies behind it.
+        context["discrepancies"] = list(incident.discrepancies.select_related("account"))
         context["form"] = kwargs.get("form") or IncidentUpdateForm(
             initial={
                 "what_happened": incident.what_happened,

@@ -313,3 +313,25 @@ def test_disconnect_when_longer_than_grace_then_alert_pause_and_resume_after_cle
     assert not Alert.objects.filter(
         code="broker_disconnected:kraken", resolved_at__isnull=True
     ).exists()
+
+
+def test_incident_page_when_opened_by_reconciliation_then_lists_its_discrepancies(
+    kraken_settings, staff_user
+) -> None:
+    from django.test import Client
+
+    from tests.conftest import otp_login
+
+    kraken = kraken_settings
+    order = _sent(kraken)
+    kraken.drop_order(order.broker_order_id)
+    reconcile_account(account=order.account, trigger="command")
+    incident = Incident.objects.get(opened_by="reconciliation")
+    client = Client()
+    otp_login(client, staff_user)
+
+    page = client.get(f"/incidents/{incident.pk}/")
+
+    assert page.status_code == 200
+    assert b'id="incident-discrepancies"' in page.content
+    assert order.client_order_id.encode() in page.content

@@ -1,18 +1,65 @@
-"""Prometheus counters shared by the broker adapters (one definition per process).
+"""Counters the broker adapters share, right across processes.
 
-Defined once here, labelled by broker (``broker_malformed_messages_total{broker="kraken"}``),
-so that two adapters imported into the same process do not register the same metric name
-twice (prometheus_client refuses that). The counters live in the process that talks to
-the broker (the execution worker).
+``broker_malformed_messages_total{broker=...}``: broker messages that could not be
+understood (bad JSON, missing or invalid fields), logged and skipped. The adapters run
+in the execution worker, but /metrics is scraped from web: so the count lives in Redis
+(``apps.core.metrics_store``, one HINCRBY per message) and this collector reads it at
+scrape time. A dead Redis loses the count (logged), never the message handling.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+import logging
+from collections.abc import Iterator
 
-BROKER_MALFORMED_MESSAGES = Counter(
-    "broker_malformed_messages",
-    "Broker messages that could not be understood (bad JSON, missing or invalid fields); "
-    "logged and skipped",
-    ["broker"],
-)
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+logger = logging.getLogger(__name__)
+
+NAME = "broker_malformed_messages"
+
+
+class _Child:
+    def __init__(self, broker: str) -> None:
+        self.broker = broker
+
+    def inc(self, amount: float = 1) -> None:
+        from apps.core import metrics_store
+
+        batch = metrics_store.Batch()
+        batch.inc(NAME, [self.broker], amount)
+        batch.send()
+
+
+class BrokerMessageCounter(Collector):
+    """The subset of prometheus_client's Counter the adapters use: ``labels(broker=).inc()``."""
+
+    def labels(self, *, broker: str) -> _Child:
+        return _Child(broker)
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(NAME, "", labels=["broker"])
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        import redis
+
+        from apps.core import metrics_store
+
+        family = CounterMetricFamily(
+            NAME,
+            "Broker messages that could not be understood (logged and skipped), all processes",
+            labels=["broker"],
+        )
+        try:
+            for labels, value in metrics_store.read_counters([NAME])[NAME].items():
+                family.add_metric(list(labels), value)
+        except redis.RedisError as exc:
+            logger.warning("broker_malformed_messages: Redis unavailable during scrape: %s", exc)
+        yield family
+
+
+BROKER_MALFORMED_MESSAGES = BrokerMessageCounter()
+if not getattr(REGISTRY, "_tradebot_broker_messages", False):
+    REGISTRY.register(BROKER_MALFORMED_MESSAGES)
+    REGISTRY._tradebot_broker_messages = True  # type: ignore[attr-defined]
