@@ -18,5 +18,6 @@ urlpatterns = [
     path("", include("django_prometheus.urls")),
     path("ml/", include("apps.ml.urls")),
     path("", include("apps.ops.urls")),
+    path("", include("apps.notifications.urls")),
     path("", include("apps.panel.urls")),
 ]

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "apps.ml",
     "apps.panel",
     "apps.ops",
+    "apps.notifications",
 ]
 
 MIDDLEWARE = [
@@ -126,6 +127,7 @@ STORAGES = {
 from tradebot.settings.components.celery import *  # noqa: E402, F403
 from tradebot.settings.components.channels import *  # noqa: E402, F403
 from tradebot.settings.components.logging import *  # noqa: E402, F403
+from tradebot.settings.components.notifications import *  # noqa: E402, F403
 from tradebot.settings.components.ops import *  # noqa: E402, F403
 from tradebot.settings.components.security import *  # noqa: E402, F403
 from tradebot.settings.components.trading import *  # noqa: E402, F403
