@@ -14,7 +14,7 @@ from django.conf import settings
 from apps.notifications.domain.routing import backoff_seconds
 
 
-@shared_task(name="notifications.deliver", bind=True, max_retries=None, time_limit=60)
+@shared_task(name="notifications.deliver", bind=True, max_retries=None, time_limit=60, soft_time_limit=50)
 def deliver(self, delivery_id: int) -> str:  # noqa: ANN001 - Celery's bound task
     from apps.notifications.services import delivery_send
 
@@ -30,14 +30,14 @@ def deliver(self, delivery_id: int) -> str:  # noqa: ANN001 - Celery's bound tas
     return outcome.status
 
 
-@shared_task(name="notifications.sweep", time_limit=60)
+@shared_task(name="notifications.sweep", time_limit=60, soft_time_limit=50)
 def sweep() -> int:
     from apps.notifications.services import deliveries_requeue
 
     return deliveries_requeue()
 
 
-@shared_task(name="notifications.watchdog_check", time_limit=30)
+@shared_task(name="notifications.watchdog_check", time_limit=30, soft_time_limit=20)
 def watchdog_check() -> float | None:
     from apps.notifications.services import watchdog_check as check
 

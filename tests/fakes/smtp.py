@@ -73,7 +73,7 @@ def _handler(state: SmtpState) -> type[socketserver.StreamRequestHandler]:
                 verb = verb.upper()
                 if verb == "EHLO":
                     self.reply("250-fake-smtp")
-                    self.reply("250-AUTH PLAIN LOGIN")
+                    self.reply("250-AUTH PLAIN")  # one mechanism: smtplib tries each on a 535
                     self.reply("250 8BITMIME")
                 elif verb == "HELO":
                     self.reply("250 fake-smtp")

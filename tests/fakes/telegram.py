@@ -39,7 +39,8 @@ class BotApiState:
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
         self.sent: list[dict[str, Any]] = []  # sendMessage bodies
-        self.calls: list[str] = []  # every method called, in order
+        self.calls: list[str] = []  # every method called with the right token, in order
+        self.unauthorized = 0  # requests with another token (answered 401)
         self.fail_status: int | None = None  # sendMessage answers this error
         self.fail_times: int | None = None  # ... this many times (None: always)
         self._updates: list[dict[str, Any]] = []
@@ -171,6 +172,7 @@ def _handler(state: BotApiState) -> type[BaseHTTPRequestHandler]:
         def _handle(self, body: bytes, *, form: bool = False) -> None:
             prefix, _, method = self.path.rpartition("/")
             if prefix != f"/bot{state.token}":
+                state.unauthorized += 1
                 return self._reply(
                     401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
                 )

@@ -84,6 +84,6 @@ def celery_eager(settings) -> Iterator[None]:
     settings.NOTIFY_RETRY_BACKOFF_SECONDS = 1
     old = (app.conf.task_always_eager, app.conf.task_eager_propagates)
     app.conf.task_always_eager = True
-    app.conf.task_eager_propagates = True
+    app.conf.task_eager_propagates = False  # a Retry re-runs the task (apply) as a worker would
     yield
     app.conf.task_always_eager, app.conf.task_eager_propagates = old
