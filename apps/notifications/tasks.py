@@ -14,7 +14,9 @@ from django.conf import settings
 from apps.notifications.domain.routing import backoff_seconds
 
 
-@shared_task(name="notifications.deliver", bind=True, max_retries=None, time_limit=60, soft_time_limit=50)
+@shared_task(
+    name="notifications.deliver", bind=True, max_retries=None, time_limit=60, soft_time_limit=50
+)
 def deliver(self, delivery_id: int) -> str:  # noqa: ANN001 - Celery's bound task
     from apps.notifications.services import delivery_send
 

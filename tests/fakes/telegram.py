@@ -189,7 +189,10 @@ def _handler(state: BotApiState) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
             self.end_headers()
-            self.wfile.write(raw)
+            try:
+                self.wfile.write(raw)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped waiting (a long poll cut short at shutdown)
 
         def log_message(self, *args: object) -> None:
             return
