@@ -11,6 +11,7 @@ A wrong token answers 401 (what Telegram does), ``fail_status`` makes sendMessag
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -189,10 +190,9 @@ def _handler(state: BotApiState) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
             self.end_headers()
-            try:
+            # The client may have stopped waiting (a long poll cut short at shutdown).
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(raw)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client stopped waiting (a long poll cut short at shutdown)
 
         def log_message(self, *args: object) -> None:
             return
