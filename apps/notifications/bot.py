@@ -298,9 +298,17 @@ def build_application(
     poll_timeout: int = 30,
 ) -> Any:
     """python-telegram-bot's Application answering every message through ``commands``."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from asgiref.sync import sync_to_async
+    from django.db import connections
     from telegram import Update
     from telegram.ext import ApplicationBuilder, ContextTypes, TypeHandler
+
+    # One thread of our own for the ORM (its own DB connection; messages handled one at a
+    # time, so the /kill confirmation state needs no lock). Not asgiref's shared
+    # thread-sensitive executor: a process forked later would inherit it without its thread.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="telegram-bot-db")
 
     def handle_sync(**kwargs: Any) -> str | None:
         close_old_connections()  # a long-lived process: drop connections the server closed
@@ -309,7 +317,12 @@ def build_application(
         finally:
             close_old_connections()
 
-    handle = sync_to_async(handle_sync, thread_sensitive=True)
+    handle = sync_to_async(handle_sync, thread_sensitive=False, executor=executor)
+
+    async def close_db(_: Any = None) -> None:
+        """Close the ORM thread's connections and stop the thread (after shutdown)."""
+        await sync_to_async(connections.close_all, thread_sensitive=False, executor=executor)()
+        executor.shutdown(wait=True)
 
     async def on_update(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message  # new messages only (not edits, not channel posts)
@@ -334,7 +347,9 @@ def build_application(
         .base_url(f"{api_url}/bot")
         .base_file_url(f"{api_url}/file/bot")
         .get_updates_read_timeout(poll_timeout + 10)
+        .post_shutdown(close_db)
         .build()
     )
+    application.bot_data["close_db"] = close_db
     application.add_handler(TypeHandler(Update, on_update))
     return application

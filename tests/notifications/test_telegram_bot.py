@@ -67,13 +67,10 @@ class RunningBot:
         self.thread.join(timeout=10)
 
     async def _stop(self) -> None:
-        from asgiref.sync import sync_to_async
-        from django.db import connections
-
         await self.app.updater.stop()
         await self.app.stop()
         await self.app.shutdown()
-        await sync_to_async(connections.close_all, thread_sensitive=True)()
+        await self.app.bot_data["close_db"]()  # run_polling calls it (post_shutdown)
 
 
 @pytest.fixture
