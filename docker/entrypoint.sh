@@ -32,11 +32,14 @@ case "$role" in
         exec celery -A tradebot worker -Q default,reconciliation,maintenance,ml -c 2 -n worker@%h -l INFO "$@" ;;
     beat)
         exec celery -A tradebot beat -l INFO "$@" ;;
+    telegram)
+        # The Telegram bot (long polling; needs TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID).
+        exec python manage.py telegram_bot "$@" ;;
     migrate)
         exec python manage.py migrate --noinput "$@" ;;
     manage)
         exec python manage.py "$@" ;;
     *)
-        echo "unknown role '$role': use web, execution, worker, beat, migrate or manage" >&2
+        echo "unknown role '$role': use web, execution, worker, beat, telegram, migrate or manage" >&2
         exit 2 ;;
 esac

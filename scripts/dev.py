@@ -29,6 +29,8 @@ PROCESSES = {
     "beat": f"{PY} -m celery -A tradebot beat -l INFO",
     "engine": f"{PY} manage.py run_engine",
 }
+# The Telegram bot only when it has a token (the env or config/.env.dev).
+TELEGRAM_BOT = f"{PY} manage.py telegram_bot"
 
 
 def manage(*args: str) -> str:
@@ -39,6 +41,12 @@ def manage(*args: str) -> str:
         sys.stderr.write(result.stdout + result.stderr)
         sys.exit(f"make run: `manage.py {' '.join(args)}` failed (see above)")
     return result.stdout
+
+
+def telegram_configured() -> bool:
+    """TELEGRAM_BOT_TOKEN set, as the settings read it (environment or config/.env.dev)."""
+    code = "from django.conf import settings; print(bool(settings.TELEGRAM_BOT_TOKEN))"
+    return manage("shell", "--no-imports", "-c", code).strip().endswith("True")
 
 
 def main() -> int:
@@ -57,7 +65,10 @@ def main() -> int:
     print(banner, flush=True)
     manager = Manager(Printer(sys.stdout))
     env = dict(os.environ)
-    for name, cmd in PROCESSES.items():
+    processes = dict(PROCESSES)
+    if telegram_configured():
+        processes["telegram"] = TELEGRAM_BOT
+    for name, cmd in processes.items():
         manager.add_process(name, cmd, cwd=str(ROOT), env=env, quiet=False)
     manager.loop()
     return manager.returncode or 0

@@ -19,5 +19,6 @@ urlpatterns = [
     path("ml/", include("apps.ml.urls")),
     path("reconciliation/", include("apps.brokers.urls")),
     path("", include("apps.ops.urls")),
+    path("", include("apps.notifications.urls")),
     path("", include("apps.panel.urls")),
 ]

@@ -33,7 +33,7 @@ class MaintenanceRunAdmin(_ReadOnly):
 
 @admin.register(ChecklistRun)
 class ChecklistRunAdmin(_ReadOnly):
-    list_display = ("kind", "created_at", "actor", "telegram_sent")
+    list_display = ("kind", "created_at", "actor")
     list_filter = ("kind",)
 
 

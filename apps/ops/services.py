@@ -806,22 +806,29 @@ def shutdown_graceful(
 def checklist_run(
     *, kind: str, actor: str, now: datetime | None = None, notify: bool = True
 ) -> ChecklistRun:
-    """Build the pre- or post-market checklist, store it, send it to Telegram if configured."""
+    """Build the pre- or post-market checklist, store it, and notify it (unless ``notify``
+    is False) through apps.notifications: Telegram always (a daily report is read there),
+    plus e-mail when an item failed (severity "error"; else "warning"). Delivery happens
+    after commit in the notification tasks (admin: Notifications, code checklist.<kind>).
+    """
     from apps.ops.checklists import checklist_items, checklist_text
 
     now = now or timezone.now()
     items = checklist_items(kind=kind, now=now)
     run = ChecklistRun.objects.create(kind=kind, items=items, actor=actor)
-    if notify and settings.TELEGRAM_BOT_TOKEN and settings.TELEGRAM_CHAT_ID:
-        from apps.ops.notify import NotifyError, telegram_send
+    if notify:
+        from apps.notifications.services import notify as notify_send
 
-        try:
-            telegram_send(text=checklist_text(run))
-            run.telegram_sent = True
-        except NotifyError as exc:
-            run.telegram_error = exc.message
-            logger.warning("checklist %s: Telegram not sent: %s", run.pk, exc.message)
-        run.save(update_fields=["telegram_sent", "telegram_error"])
+        title, _, body = checklist_text(run).partition("\n")
+        failed = [i["key"] for i in items if i["status"] == "fail"]
+        notify_send(
+            severity="error" if failed else "warning",
+            code=f"checklist.{kind}",
+            title=title,
+            body=body,
+            dedup_key=f"checklist:{run.pk}",
+            data={"checklist": run.pk, "failed": failed},
+        )
     return run
 
 

@@ -59,7 +59,7 @@ def checklist(kind: str) -> int:
 
     with maintenance_run(task=f"checklist_{kind}", actor=ACTOR) as run:
         checklist = checklist_run(kind=kind, actor=ACTOR)
-        run.detail = {"checklist": checklist.pk, "telegram_sent": checklist.telegram_sent}
+        run.detail = {"checklist": checklist.pk}
     return checklist.pk
 
 

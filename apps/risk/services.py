@@ -203,7 +203,30 @@ def _mode_record(
             "source": source,
         },
     )
+    _notify_on_commit(
+        "mode_change_notify",
+        previous=previous,
+        mode=target.value,
+        actor=actor,
+        source=source,
+        reason=reason,
+        change_id=change.pk,
+    )
     return change
+
+
+def _notify_on_commit(name: str, **kwargs: Any) -> None:
+    """Call ``apps.notifications.services.<name>(**kwargs)`` once the change has committed.
+
+    robust: a notification failing is logged and never undoes or blocks the change.
+    """
+
+    def send() -> None:
+        from apps.notifications import services
+
+        getattr(services, name)(**kwargs)
+
+    transaction.on_commit(send, robust=True)
 
 
 def system_mode_set(
@@ -420,6 +443,7 @@ def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
             **summary,
         },
     )
+    _notify_on_commit("kill_report_notify", incident_id=incident.pk, actor=actor, summary=summary)
     alert_raise(
         severity=AlertSeverity.CRITICAL,
         code="kill_switch",

@@ -43,19 +43,25 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL") or settings.CELERY_BROKER_URL
 
 
-def purge_execution_queue() -> int:
-    """Drop every message waiting on the execution queue (stale ones from other runs)."""
+def purge_execution_queue(queue: str = CeleryQueue.EXECUTION.value) -> int:
+    """Drop every message waiting on ``queue`` (stale ones from other runs)."""
     from tradebot.celery import app
 
     with app.connection_for_write() as conn:
-        return conn.default_channel.queue_purge(CeleryQueue.EXECUTION.value) or 0
+        return conn.default_channel.queue_purge(queue) or 0
 
 
 class CeleryWorker:
-    """One ``celery worker -Q execution -P solo`` subprocess that can be stopped and started again."""
+    """One ``celery worker -Q execution -P solo`` subprocess that can be stopped and started again.
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    ``queues``: other queues for other tests (e.g. "default" for notification deliveries).
+    """
+
+    def __init__(
+        self, env: dict[str, str], log_dir: Path, queues: str = CeleryQueue.EXECUTION.value
+    ) -> None:
         self.env = env
+        self.queues = queues
         self.log_dir = log_dir
         self.hostname = ""
         self.proc: subprocess.Popen[bytes] | None = None
@@ -83,7 +89,7 @@ class CeleryWorker:
                 "tradebot",
                 "worker",
                 "-Q",
-                CeleryQueue.EXECUTION.value,
+                self.queues,
                 "-P",
                 "solo",
                 "-l",

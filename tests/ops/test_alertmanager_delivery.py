@@ -8,58 +8,17 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.fakes.telegram import bot_api_server
 from tests.ops.test_monitoring_config import RENDER, VALUES
 
 TOKEN = VALUES["TELEGRAM_BOT_TOKEN"]
-
-
-class FakeTelegram(BaseHTTPRequestHandler):
-    """POST /bot<token>/sendMessage as the Bot API answers it; records what it got."""
-
-    received: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.path != f"/bot{TOKEN}/sendMessage":
-            self.send_response(404)
-            self.end_headers()
-            self.wfile.write(b'{"ok":false,"error_code":404,"description":"Not Found"}')
-            return
-        kind = self.headers.get("Content-Type", "")
-        if "json" in kind:
-            message = json.loads(body)
-        else:
-            from urllib.parse import parse_qs
-
-            message = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        FakeTelegram.received.append(message)
-        reply = {
-            "ok": True,
-            "result": {
-                "message_id": len(FakeTelegram.received),
-                "date": int(time.time()),
-                "chat": {"id": int(message["chat_id"]), "type": "group"},
-                "text": message.get("text", ""),
-            },
-        }
-        payload = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        return
 
 
 def free_port() -> int:
@@ -70,17 +29,14 @@ def free_port() -> int:
 
 @pytest.fixture
 def telegram_fake():
-    FakeTelegram.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTelegram)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with bot_api_server(TOKEN) as (url, state):
+        yield url, state
 
 
 def test_alertmanager_when_warning_posted_then_telegram_receives_it(
-    tmp_path: Path, telegram_fake: str
+    tmp_path: Path, telegram_fake
 ) -> None:
+    telegram_url, telegram = telegram_fake
     binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
     if binary is None:
         if os.environ.get("CI") == "true":
@@ -89,7 +45,7 @@ def test_alertmanager_when_warning_posted_then_telegram_receives_it(
             )
         pytest.skip("needs the Debian package prometheus-alertmanager")
     config = tmp_path / "alertmanager.yml"
-    env = {**os.environ, **VALUES, "TELEGRAM_API_URL": telegram_fake}
+    env = {**os.environ, **VALUES, "TELEGRAM_API_URL": telegram_url}
     subprocess.run(
         [sys.executable, str(RENDER), str(config)], env=env, check=True, capture_output=True
     )
@@ -136,14 +92,12 @@ def test_alertmanager_when_warning_posted_then_telegram_receives_it(
         )
         urllib.request.urlopen(request, timeout=5)  # noqa: S310 - loopback
 
-        deadline = time.monotonic() + 30
-        while not FakeTelegram.received and time.monotonic() < deadline:
-            time.sleep(0.2)
+        telegram.wait_sent(1, timeout=30)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
-    assert len(FakeTelegram.received) == 1
-    message = FakeTelegram.received[0]
+    assert len(telegram.sent) == 1
+    message = telegram.sent[0]
     assert message["chat_id"] in (-1001234, "-1001234")
     assert message["text"] == "[WARNING] Drawdown > 10%: 12%"

@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.management import call_command
@@ -20,6 +16,7 @@ from apps.audit.services import decision_record
 from apps.brokers.models import Discrepancy
 from apps.brokers.services import reconcile_account
 from apps.marketdata.models import FeedStatus
+from apps.notifications.models import Delivery, Notification
 from apps.ops.checklists import checklist_items
 from apps.ops.models import ChecklistRun, MaintenanceRun
 from apps.ops.services import checklist_item_tick, checklist_run
@@ -27,12 +24,12 @@ from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Alert
 from apps.risk.services import system_mode_set
 from apps.trading.models import EquitySnapshot, Order, Position
+from tests.fakes.telegram import TOKEN, bot_api_server
 from tests.panel.conftest import otp_login
 from tests.trading.factories import accepted_order, instrument, paper_account
 
 pytestmark = pytest.mark.django_db
 
-TOKEN = "123456789:AAHfakefakefakefakefakefakefakefake0"  # noqa: S105 - a fake
 
 
 def by_key(items):
@@ -205,104 +202,77 @@ def test_checklist_page_when_anonymous_then_login():
     assert Client().get("/ops/checklists/").status_code == 302
 
 
-# --- Telegram ---------------------------------------------------------------------------------
-
-
-class FakeBotApi(BaseHTTPRequestHandler):
-    """getMe and sendMessage as the Bot API answers them; records the messages."""
-
-    received: list[dict] = []
-    fail = False
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        kind = self.headers.get("Content-Type", "")
-        if "json" in kind:
-            data = json.loads(body or b"{}")
-        else:
-            from urllib.parse import parse_qs
-
-            data = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        method = self.path.rsplit("/", 1)[-1]
-        if not self.path.startswith(f"/bot{TOKEN}/"):
-            return self._reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
-        if method == "getMe":
-            return self._reply(
-                200,
-                {
-                    "ok": True,
-                    "result": {
-                        "id": 123456789,
-                        "is_bot": True,
-                        "first_name": "tb",
-                        "username": "tb_bot",
-                    },
-                },
-            )
-        if method == "sendMessage":
-            if FakeBotApi.fail:
-                return self._reply(
-                    400,
-                    {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"},
-                )
-            FakeBotApi.received.append(data)
-            return self._reply(200, {"ok": True, "result": {
-                "message_id": len(FakeBotApi.received), "date": int(time.time()),
-                "chat": {"id": int(data["chat_id"]), "type": "group"}, "text": data.get("text", ""),
-            }})  # fmt: skip
-        return self._reply(404, {"ok": False, "error_code": 404, "description": "Not Found"})
-
-    def _reply(self, status: int, payload: dict) -> None:
-        raw = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: object) -> None:
-        return
+# --- Telegram (through apps.notifications) -----------------------------------------------------
 
 
 @pytest.fixture
 def bot_api(settings):
-    FakeBotApi.received = []
-    FakeBotApi.fail = False
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeBotApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.TELEGRAM_BOT_TOKEN = TOKEN
-    settings.TELEGRAM_CHAT_ID = "-100123"
-    settings.TELEGRAM_API_URL = f"http://127.0.0.1:{server.server_address[1]}"
-    yield FakeBotApi
-    server.shutdown()
+    from tests.notifications.conftest import rate_counters_clear
+
+    rate_counters_clear()
+    with bot_api_server() as (url, state):
+        settings.TELEGRAM_BOT_TOKEN = TOKEN
+        settings.TELEGRAM_CHAT_ID = "-100123"
+        settings.TELEGRAM_API_URL = url
+        settings.NOTIFY_EMAIL_RECIPIENTS = []
+        yield state
 
 
-def test_checklist_when_telegram_configured_then_sent_through_the_bot_api(bot_api):
+@pytest.fixture
+def eager():
+    from tradebot.celery import app
+
+    old = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = old
+
+
+def test_checklist_when_telegram_configured_then_sent_through_the_bot_api(
+    bot_api, eager, django_capture_on_commit_callbacks
+):
     # Act
-    call_command("checklist", "--kind", "pre", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("checklist", "--kind", "pre", stdout=open("/dev/null", "w"))  # noqa: SIM115
     # Assert
     run = ChecklistRun.objects.get()
-    assert run.telegram_sent
-    assert run.telegram_error == ""
-    (message,) = bot_api.received
+    notification = Notification.objects.get(code="checklist.pre")
+    assert notification.data["checklist"] == run.pk
+    assert dict(notification.deliveries.values_list("channel", "status"))["telegram"] == "sent"
+    (message,) = bot_api.wait_sent(1)
     assert str(message["chat_id"]) == "-100123"
-    assert message["text"].startswith("Tradebot pre-market checklist")
+    # No feed and no broker in this test database: items fail, so the severity is error.
+    assert message["text"].startswith("[ERROR] Tradebot pre-market checklist")
     assert "☐ Economic calendar (risk events)" in message["text"]
 
 
-def test_checklist_when_telegram_refuses_then_stored_with_the_error(bot_api):
-    bot_api.fail = True
-    run = checklist_run(kind="post", actor="test")
-    assert not run.telegram_sent
-    assert "chat not found" in run.telegram_error.lower()
+def test_checklist_when_telegram_refuses_then_delivery_stored_with_the_error(
+    bot_api, eager, django_capture_on_commit_callbacks
+):
+    bot_api.fail_status = 400
+    with django_capture_on_commit_callbacks(execute=True):
+        run = checklist_run(kind="post", actor="test")
+    delivery = Delivery.objects.get(
+        notification__dedup_key=f"checklist:{run.pk}", channel="telegram"
+    )
+    assert delivery.status == "failed"
+    assert "chat not found" in delivery.last_error.lower()
     assert ChecklistRun.objects.filter(pk=run.pk).exists()
 
 
-def test_checklist_when_telegram_not_configured_then_not_sent(settings):
+def test_checklist_when_telegram_not_configured_then_delivery_skipped(settings):
     settings.TELEGRAM_BOT_TOKEN = ""
     run = checklist_run(kind="pre", actor="test")
-    assert not run.telegram_sent
-    assert run.telegram_error == ""
+    delivery = Delivery.objects.get(
+        notification__dedup_key=f"checklist:{run.pk}", channel="telegram"
+    )
+    assert delivery.status == "skipped"
+    assert "set TELEGRAM_BOT_TOKEN" in delivery.last_error
+
+
+def test_checklist_when_no_notify_then_no_notification(settings):
+    run = checklist_run(kind="pre", actor="test", notify=False)
+    assert not Notification.objects.filter(dedup_key=f"checklist:{run.pk}").exists()
 
 
 def test_checklist_task_when_run_eagerly_then_recorded(settings):

@@ -21,6 +21,7 @@ VALUES = {
     "TELEGRAM_BOT_TOKEN": "123456:TEST-token",
     "TELEGRAM_CHAT_ID": "-1001234",
     "ALERT_EMAIL": "ops@example.com",
+    "ALERTMANAGER_WEBHOOK_TOKEN": "hook-token-0123456789abcdef",
 }
 
 

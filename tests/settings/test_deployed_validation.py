@@ -96,6 +96,18 @@ def test_problems_when_env_file_is_600_then_accepted(tmp_path: Path) -> None:
     assert problems(config(env_file=env_file)) == []
 
 
+GOOD_ALERTING = {
+    "TELEGRAM_BOT_TOKEN": "123456:real-looking-token",
+    "TELEGRAM_CHAT_ID": "-1001234",
+    "ALERT_EMAIL": "ops@example.com",
+    "SMTP_SMARTHOST": "smtp.example.com:587",
+    "ALERTMANAGER_WEBHOOK_TOKEN": secrets.token_urlsafe(32),
+    "NOTIFY_SMS_URL": "https://sms.example.com/v1/sms",
+    "NOTIFY_SMS_TOKEN": "sms-token",
+    "NOTIFY_SMS_RECIPIENTS": "+34600000001",
+}
+
+
 def run_manage(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         k: v
@@ -121,6 +133,7 @@ def write_env(path: Path, mode: int = 0o600, **values: str) -> Path:
         "DATABASE_URL": GOOD_DB,
         "DJANGO_ALLOWED_HOSTS": "bot.example.com",
         "REDIS_URL": "redis://127.0.0.1:6379/1",
+        **GOOD_ALERTING,
     }
     base.update(values)
     path.write_text("".join(f"{k}={v}\n" for k, v in base.items()))

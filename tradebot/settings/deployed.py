@@ -7,16 +7,31 @@ anything starts (tradebot/settings/validation.py).
 from django.core.exceptions import ImproperlyConfigured
 
 from tradebot.env import env_bool, env_number
-from tradebot.settings.validation import DeployedConfig, problems
+from tradebot.settings.validation import (
+    DeployedConfig,
+    NotificationConfig,
+    notification_problems,
+    problems,
+)
 
 from .base import *  # noqa: F403
 from .base import (
+    ALERTMANAGER_WEBHOOK_PASSWORD,
+    ALERTMANAGER_WEBHOOK_TOKEN,
+    ALERTMANAGER_WEBHOOK_USER,
     ALLOWED_HOSTS,
     DEBUG,
-    ENV_FILE_LOADED,
+    EMAIL_HOST,
     ENVIRONMENT,
+    ENV_FILE_LOADED,
+    NOTIFY_EMAIL_RECIPIENTS,
+    NOTIFY_SMS_RECIPIENTS,
+    NOTIFY_SMS_TOKEN,
+    NOTIFY_SMS_URL,
     SALT_KEY,
     SECRET_KEY,
+    TELEGRAM_BOT_TOKEN,
+    TELEGRAM_CHAT_ID,
     env,
 )
 
@@ -29,6 +44,20 @@ _problems = problems(
         allowed_hosts=list(ALLOWED_HOSTS),
         env_file=ENV_FILE_LOADED,
         salt_key=SALT_KEY,
+    )
+) + notification_problems(
+    NotificationConfig(
+        environment=ENVIRONMENT.value,
+        telegram_bot_token=TELEGRAM_BOT_TOKEN,
+        telegram_chat_id=TELEGRAM_CHAT_ID,
+        email_recipients=list(NOTIFY_EMAIL_RECIPIENTS),
+        smtp_host=EMAIL_HOST,
+        sms_url=NOTIFY_SMS_URL,
+        sms_token=NOTIFY_SMS_TOKEN,
+        sms_recipients=list(NOTIFY_SMS_RECIPIENTS),
+        webhook_token=ALERTMANAGER_WEBHOOK_TOKEN,
+        webhook_user=ALERTMANAGER_WEBHOOK_USER,
+        webhook_password=ALERTMANAGER_WEBHOOK_PASSWORD,
     )
 )
 if _problems:

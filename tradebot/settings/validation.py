@@ -97,3 +97,82 @@ def problems(config: DeployedConfig) -> list[str]:
                 f"run `chmod 600 {config.env_file}`"
             )
     return found
+
+
+@dataclass(frozen=True)
+class NotificationConfig:
+    """The alerting settings of a deployed configuration (tradebot/settings/components/
+    notifications.py): without them a critical alert reaches nobody."""
+
+    environment: str
+    telegram_bot_token: str
+    telegram_chat_id: str
+    email_recipients: list[str]
+    smtp_host: str
+    sms_url: str
+    sms_token: str
+    sms_recipients: list[str]
+    webhook_token: str
+    webhook_user: str
+    webhook_password: str
+
+
+MIN_WEBHOOK_TOKEN_LENGTH = 24
+
+
+def notification_problems(config: NotificationConfig) -> list[str]:
+    """Every problem with the alerting settings of staging/prod, each naming the fix.
+
+    Both need Telegram, e-mail and the Alertmanager webhook credentials; prod also needs
+    the SMS provider (critical alerts go by SMS, spec table 5.1), staging only when set.
+    """
+    found: list[str] = []
+    where = f"config/.env.{config.environment}"
+    if not config.telegram_bot_token or config.telegram_bot_token.lower() in DEFAULT_SECRETS:
+        found.append(
+            f"TELEGRAM_BOT_TOKEN is missing: create a bot with @BotFather, set it in {where}"
+        )
+    if not config.telegram_chat_id.lstrip("-").isdigit():
+        found.append(
+            f"TELEGRAM_CHAT_ID must be the numeric id of the operators' chat: set it in {where}"
+        )
+    if not config.email_recipients:
+        found.append(
+            f"ALERT_EMAIL is missing (error and critical alerts go by e-mail): set it in {where}"
+        )
+    if not config.smtp_host:
+        found.append(f"SMTP_SMARTHOST is missing (host:port of the mail server): set it in {where}")
+    token = config.webhook_token
+    if token:
+        if token.lower() in DEFAULT_SECRETS or len(token) < MIN_WEBHOOK_TOKEN_LENGTH:
+            found.append(
+                f"ALERTMANAGER_WEBHOOK_TOKEN is a default or weak value (need "
+                f"{MIN_WEBHOOK_TOKEN_LENGTH}+ random characters): generate one with "
+                f"`python -c 'import secrets; print(secrets.token_urlsafe(32))'` and set it in "
+                f"{where} (the same value renders into alertmanager.yml)"
+            )
+    elif not (config.webhook_user and config.webhook_password):
+        found.append(
+            "ALERTMANAGER_WEBHOOK_TOKEN is missing (Alertmanager authenticates to the app's "
+            "webhooks with it): generate one with "
+            f"`python -c 'import secrets; print(secrets.token_urlsafe(32))'` and set it in {where}"
+        )
+    sms_set = config.sms_url or config.sms_token or config.sms_recipients
+    if config.environment == "prod" or sms_set:
+        missing = [
+            name
+            for name, value in (
+                ("NOTIFY_SMS_URL", config.sms_url),
+                ("NOTIFY_SMS_TOKEN", config.sms_token),
+                ("NOTIFY_SMS_RECIPIENTS", config.sms_recipients),
+            )
+            if not value
+        ]
+        if missing:
+            found.append(
+                f"{', '.join(missing)} missing (critical alerts go by SMS): set the SMS "
+                f"provider's API URL, token and the phone numbers in {where}"
+            )
+        if config.sms_url and urlsplit(config.sms_url).scheme != "https":
+            found.append(f"NOTIFY_SMS_URL must be https:// (it carries a token): fix it in {where}")
+    return found

@@ -74,7 +74,7 @@ def test_mode_set_records_change_audit_and_broadcast(django_capture_on_commit_ca
     audit = AuditEvent.objects.get(action="mode.set")
     assert audit.data["from"] == "normal"
     assert audit.data["mode_change"] == change.pk
-    assert len(callbacks) == 1  # the mode.changed broadcast, on commit
+    assert len(callbacks) == 2  # the mode.changed broadcast and the notification, on commit
 
 
 @pytest.mark.parametrize(

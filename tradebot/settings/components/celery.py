@@ -27,6 +27,9 @@ CELERY_TASK_ROUTES = {
     "ml.retrain": {"queue": CeleryQueue.ML.value},
     # Backups, vacuum, log rotation, restore tests, checklists, beat heartbeat (apps/ops).
     "ops.*": {"queue": CeleryQueue.MAINTENANCE.value},
+    # Notification deliveries, the stuck-delivery sweeper, the watchdog check
+    # (apps/notifications): short tasks, consumed by the "worker" process.
+    "notifications.*": {"queue": CeleryQueue.DEFAULT.value},
 }
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240

@@ -1,4 +1,4 @@
-"""Operations: backups, runbooks, checklists, notifications (apps/ops)."""
+"""Operations: backups, runbooks, checklists (apps/ops)."""
 
 from tradebot.env import BASE_DIR, env, env_number
 
@@ -21,10 +21,7 @@ BEAT_HEARTBEAT_MAX_AGE_SECONDS = env_number("BEAT_HEARTBEAT_MAX_AGE_SECONDS", 30
 CI_LAST_RESULT = env.str("CI_LAST_RESULT", default="")
 CI_RESULT_FILE = env.path("CI_RESULT_FILE", default=BASE_DIR / "var" / "ci-last-result")
 
-# Telegram (checklists): off while the token is empty.
-TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
-TELEGRAM_CHAT_ID = env.str("TELEGRAM_CHAT_ID", default="")
-TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org").rstrip("/")
+# Telegram, e-mail and SMS: components/notifications.py.
 
 # Stress test (manage.py stress_test, quarterly): recorded bars the historical shocks are
 # measured on (data/stress/README.md), and the fee assumed when closing under stress.

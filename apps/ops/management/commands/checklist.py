@@ -1,4 +1,4 @@
-"""Build a daily checklist now (pre- or post-market), store it, send it to Telegram."""
+"""Build a daily checklist now (pre- or post-market), store it, notify it (Telegram)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from apps.notifications.models import Notification
 from apps.ops.checklists import checklist_text
 from apps.ops.cli import cli_actor
 from apps.ops.services import checklist_run
@@ -14,7 +15,8 @@ from apps.ops.services import checklist_run
 class Command(BaseCommand):
     help = (
         "Build the pre-market (spec 10.1) or post-market (10.3) checklist now, store it (page "
-        "/ops/checklists/) and send it to Telegram when TELEGRAM_BOT_TOKEN is set (--no-notify: don't)."
+        "/ops/checklists/) and notify it: Telegram, plus e-mail when an item failed; delivered "
+        "by the Celery worker, tracked in the admin under Notifications (--no-notify: don't)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -26,5 +28,12 @@ class Command(BaseCommand):
             kind=options["kind"], actor=cli_actor(), notify=not options["no_notify"]
         )
         self.stdout.write(checklist_text(run))
-        if run.telegram_error:
-            self.stderr.write(f"Telegram: {run.telegram_error}")
+        notification = (
+            Notification.objects.filter(dedup_key=f"checklist:{run.pk}").order_by("-id").first()
+        )
+        if notification is not None:
+            deliveries = ", ".join(
+                f"{d.channel} {d.status}" + (f" ({d.last_error})" if d.last_error else "")
+                for d in notification.deliveries.order_by("channel")
+            )
+            self.stdout.write(f"notification #{notification.pk}: {deliveries or 'no channel'}")
