@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +47,7 @@ from apps.brokers.models import (
     ReconciliationTrigger,
 )
 from apps.core.exceptions import ApplicationError
+from apps.notifications.services import notify_on_commit
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Alert, Incident, ModeChange, ModeSource
 from apps.risk.services import alert_raise, alert_resolve, system_mode_get, system_mode_set
@@ -467,6 +469,19 @@ def _reconcile_account(
             "orders_settled": run.orders_settled,
         },
     )
+    differences = ",".join(sorted(f.key for f in unique))
+    notify_on_commit(
+        severity="error" if unique else "info",
+        code="reconciliation.discrepancies" if unique else "reconciliation.clean",
+        title=f"Reconciliation of {account.name}: "
+        + (f"{len(unique)} discrepancies, trading paused" if unique else "clean"),
+        body="\n".join(f.detail for f in unique[:20])
+        or f"{run.orders_checked} orders, {run.positions_checked} positions checked",
+        # The same set of differences is one notification; a clean state one per window.
+        dedup_key=f"reconciliation:{account.pk}:"
+        + (hashlib.sha1(differences.encode()).hexdigest() if unique else "clean"),  # noqa: S324
+        data={"run": run.pk, "account": account.name},
+    )
     if unique:
         logger.error(
             "reconciliation of %s: %d discrepancies (%s); trading paused",
@@ -661,6 +676,15 @@ def _disconnected(account: Account, session: BrokerSession, error: str, now: dat
     session.next_attempt_at = now + timedelta(seconds=delay)
     down_for = (now - session.disconnected_since).total_seconds()
     if down_for >= settings.BROKER_DISCONNECT_ALERT_SECONDS and not session.alerted:
+        notify_on_commit(
+            severity="critical",
+            code="broker.disconnected",
+            title=f"Broker {account.broker} of {account.name} disconnected",
+            body=f"down for {int(down_for)} s: {error}; trading pauses after "
+            f"{settings.BROKER_DISCONNECT_PAUSE_SECONDS} s",
+            dedup_key=f"broker-disconnected:{account.pk}:{session.disconnected_since:%Y%m%d%H%M%S}",
+            data={"account": account.name, "broker": account.broker},
+        )
         alert_raise(
             severity="critical",
             code=ALERT_DISCONNECTED.format(account=account.name),

@@ -115,6 +115,15 @@ def notify(
     return notification
 
 
+def notify_on_commit(**kwargs: Any) -> None:
+    """``notify(**kwargs)`` once the caller's transaction commits (at once outside one).
+
+    robust: a notification that fails is logged and never undoes or blocks what the
+    caller did (a fill, a rejection, a reconciliation).
+    """
+    transaction.on_commit(lambda: notify(**kwargs), robust=True)
+
+
 def _lock_key(dedup_key: str) -> int:
     """A signed 64-bit advisory lock id for a dedup key."""
     return int.from_bytes(hashlib.sha256(dedup_key.encode()).digest()[:8], "big", signed=True)

@@ -20,6 +20,7 @@ from apps.audit.models import DecisionAction, DecisionLog
 from apps.audit.services import audit_record, decision_record
 from apps.core import influx
 from apps.marketdata.models import Instrument
+from apps.notifications.services import notify_on_commit
 from apps.risk.domain.checks import CheckResult, RiskContext, check_mode, order_check
 from apps.risk.domain.modes import SystemMode
 from apps.risk.selectors import risk_context_for
@@ -382,10 +383,18 @@ def order_send(*, order_id: int) -> Order:
         )
     except VenueRejected as exc:
         with transaction.atomic():
-            order = Order.objects.select_for_update().get(pk=order_id)
+            order = Order.objects.select_for_update().select_related("instrument").get(pk=order_id)
             if order.status == OrderStatus.SUBMITTED:
                 _set_status(order, OrderStatus.REJECTED, str(exc))
                 order.save(update_fields=["status", "status_reason", "updated_at"])
+                notify_on_commit(
+                    severity="warning",
+                    code="order.rejected",
+                    title=f"Order {order.client_order_id} rejected by {venue.name}",
+                    body=f"{order.side} {order.quantity} {order.instrument.symbol}: {exc}",
+                    dedup_key=f"order-rejected:{order.client_order_id}",
+                    data={"order": order.client_order_id, "code": exc.code},
+                )
             realtime.broadcast_order(order)
         return order
     except VenueTemporaryError:
@@ -512,6 +521,14 @@ def fill_apply(*, fill: FillValue) -> Fill | None:
         )
         row.save()
         transaction.on_commit(lambda: influx.write_fill(row, order))
+        notify_on_commit(  # info: recorded, not pushed (table 5.1)
+            severity="info",
+            code="order.filled",
+            title=f"Fill {fill.trade_id}: {fill.side.value} {fill.quantity} {fill.instrument}",
+            body=f"at {fill.price}, fee {fill.fee}; order {order.client_order_id} {order.status}",
+            dedup_key=f"fill:{order.account_id}:{fill.trade_id}",
+            data={"order": order.client_order_id, "trade_id": fill.trade_id},
+        )
         realtime.broadcast_fill(row, order)
         realtime.broadcast_order(order)
         realtime.broadcast_positions(account)

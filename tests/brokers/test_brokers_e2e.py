@@ -61,6 +61,11 @@ def test_kraken_when_broker_refuses_then_rejected_with_krakens_reason(kraken_set
     assert order.status == "rejected"
     assert "Insufficient funds" in order.status_reason
     assert broker_orders(kraken, order) == []
+    from apps.notifications.models import Notification
+
+    note = Notification.objects.get(code="order.rejected")
+    assert note.severity == "warning"  # Telegram, per table 5.1
+    assert "Insufficient funds" in note.body
 
 
 def test_kraken_when_trading_then_dead_man_switch_armed_and_refreshed(kraken_settings) -> None:

@@ -242,6 +242,12 @@ def test_reconcile_when_position_changed_behind_our_back_then_recorded_and_pause
 
     row = _assert_paused_and_recorded(run, "position")
     assert (Decimal(row.broker) - Decimal(row.ours)) == Decimal("0.5")
+    from apps.notifications.models import Notification
+
+    note = Notification.objects.get(code="reconciliation.discrepancies")
+    assert note.severity == "error"
+    assert "BTC-USD" in note.body
+    assert Notification.objects.filter(code="order.filled", severity="info").count() == 1
     assert row.instrument == "BTC-USD"
 
 
@@ -299,6 +305,9 @@ def test_disconnect_when_longer_than_grace_then_alert_pause_and_resume_after_cle
     assert session.state == "disconnected"
     assert session.alerted
     assert Alert.objects.get(code="broker_disconnected:kraken").severity == "critical"
+    from apps.notifications.models import Notification
+
+    assert Notification.objects.get(code="broker.disconnected").severity == "critical"
     assert system_mode_get() is SystemMode.PAUSE
 
     settings.KRAKEN_API_URL = kraken_settings.url  # the network is back

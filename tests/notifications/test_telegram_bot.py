@@ -141,7 +141,7 @@ def test_status_when_asked_then_mode_equity_positions_broker_and_feed(bot):
     assert reply.startswith("Mode: NORMAL")
     assert "Account: paper" in reply
     assert "Open positions: 1" in reply
-    assert "Broker: ok - paper simulator" in reply
+    assert "Broker: ok - paper (paper): connected" in reply
     assert "Data feed: fail - no feed has reported a bar yet" in reply
     event = AuditEvent.objects.get(action="telegram.command", target="status")
     assert event.actor == f"telegram:{USER}"
