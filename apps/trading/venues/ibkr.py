@@ -92,7 +92,12 @@ ORDER_CANCELLED = 202
 
 CANCEL_GRACE_SECONDS = 1.0  # how long cancel() waits for IB to confirm or refuse
 COMMISSION_GRACE_SECONDS = 1.0  # commission reports may trail the executions' end
-POLL_SECONDS = 0.005
+# TWS refuses more than 50 API messages a second (error 100, then a disconnect): ib_async
+# holds back the 46th message in any 1 s window until the window frees up. Stated here
+# rather than left to the library default because it decides the order path's tail: an
+# order sent beyond 45 messages a second waits (up to a second) before it leaves.
+MAX_MESSAGES_PER_INTERVAL = 45
+MESSAGE_INTERVAL_SECONDS = 1.0
 
 _T = TypeVar("_T")
 
@@ -123,7 +128,14 @@ class _Session:
         with self.on_loop():
             self.ib = IB()
         self.ib.RaiseRequestErrors = True
+        self.ib.client.MaxRequests = MAX_MESSAGES_PER_INTERVAL
+        self.ib.client.RequestsInterval = MESSAGE_INTERVAL_SECONDS
         self.ib.errorEvent += self._on_error
+        # Set whenever bytes from TWS were handled or the socket closed: what a wait for an
+        # answer wakes on (see ``wait_for_tws``).
+        self.tws_activity = asyncio.Event()
+        self.ib.client.conn.hasData += self._on_socket_activity
+        self.ib.client.conn.disconnected += self._on_socket_activity
         decoder = self.ib.client.decoder
         decoder.logger = _CountingLogger(decoder.logger, {})
         # An exception in the socket handler itself (before the decoder) is emitted here.
@@ -173,6 +185,29 @@ class _Session:
             await asyncio.sleep(0)
 
         self.run(two_turns, 1)
+
+    async def wait_for_tws(self, timeout: float) -> bool:
+        """Wait until ib_async has handled the next bytes from TWS (or the socket closed);
+        False after ``timeout`` seconds without any.
+
+        Every wait for an answer (ack, cancel) is a loop of "check the state, then this":
+        it wakes on the data itself, not on a polling interval (a 5 ms poll used to add
+        ~5 ms to every order's ack). The caller must check its condition right before
+        calling: nothing can be handled between that check and the clear below, since
+        both run in one step of the loop.
+        """
+        self.tws_activity.clear()
+        if timeout <= 0:
+            return False
+        try:
+            await asyncio.wait_for(self.tws_activity.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _on_socket_activity(self, *_args: Any) -> None:
+        # Slots after ib_async's own on the same events: the data is decoded by now.
+        self.tws_activity.set()
 
     def connected(self) -> bool:
         return self.ib.isConnected()
@@ -543,7 +578,7 @@ class IbkrVenue:
                     f"IBKR: no acknowledgement of order {cid} within {self.timeout:g}s; "
                     "outcome unknown (order_status will find it by its orderRef)"
                 )
-            await asyncio.sleep(POLL_SECONDS)
+            await session.wait_for_tws(deadline - loop.time())
 
     @staticmethod
     def _refusal(session: _Session, order_id: int, *, during_submit: bool) -> VenueError | None:
@@ -583,7 +618,7 @@ class IbkrVenue:
                 ib.cancelOrder(trade.order)
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + min(self.timeout, CANCEL_GRACE_SECONDS)
-                while loop.time() < deadline:
+                while True:
                     refusal = self._refusal(session, order_id, during_submit=False)
                     if refusal is not None:
                         raise refusal
@@ -595,8 +630,9 @@ class IbkrVenue:
                         raise VenueTemporaryError(
                             f"IBKR: connection lost after the cancel of {cid}; outcome unknown"
                         )
-                    await asyncio.sleep(POLL_SECONDS)
-                # No answer yet: IB confirms later; the order waits in PENDING_CANCEL.
+                    if not await session.wait_for_tws(deadline - loop.time()):
+                        # No answer yet: IB confirms later; the order waits in PENDING_CANCEL.
+                        return
 
             self._run(session, cancel, f"cancel {cid}", timeout=self.timeout * 2 + 1)
 
@@ -716,10 +752,9 @@ class IbkrVenue:
                 )
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + min(self.timeout, COMMISSION_GRACE_SECONDS)
-                while loop.time() < deadline and any(
-                    not self._commission_known(wrapper, f.execution.execId) for f in fills
-                ):
-                    await asyncio.sleep(POLL_SECONDS)
+                while any(not self._commission_known(wrapper, f.execution.execId) for f in fills):
+                    if not await session.wait_for_tws(deadline - loop.time()):
+                        break
                 return fills
 
             fills = self._run(session, executions, "executions", self.timeout * 2)

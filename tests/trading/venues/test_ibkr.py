@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,6 +14,7 @@ from ib_async.ib import StartupFetch
 
 from apps.trading.domain.orders import OrderStatus
 from apps.trading.domain.values import OrderType, Side
+from apps.trading.venues import ibkr
 from apps.trading.venues.base import (
     ConnectionState,
     VenueConfigurationError,
@@ -50,6 +52,13 @@ def make_venue(fake: TwsFake, **overrides) -> IbkrVenue:
 @pytest.fixture
 def venue(fake):
     yield make_venue(fake)
+    sessions_close_all()
+
+
+@pytest.fixture
+def patient_venue(fake):
+    """A 30 s ack timeout: far longer than any wait these tests may see."""
+    yield make_venue(fake, timeout_seconds=30.0)
     sessions_close_all()
 
 
@@ -245,6 +254,80 @@ def test_submit_when_crypto_then_rejected_and_nothing_sent(fake, venue):
 
     assert caught.value.code == "unsupported-asset-class"
     assert fake.placed_count() == 0
+
+
+def count_waits(monkeypatch) -> list[tuple[float, bool]]:
+    """Every wait of the adapter for TWS: (the timeout it was given, woken by TWS's data)."""
+    waits: list[tuple[float, bool]] = []
+    original = ibkr._Session.wait_for_tws
+
+    async def counted(self, timeout: float) -> bool:
+        woken = await original(self, timeout)
+        waits.append((timeout, woken))
+        return woken
+
+    monkeypatch.setattr(ibkr._Session, "wait_for_tws", counted)
+    return waits
+
+
+def test_submit_when_tws_acks_then_returns_on_that_message_not_on_a_timer(
+    fake, patient_venue, monkeypatch
+):
+    venue = patient_venue
+    venue.connect()
+    waits = count_waits(monkeypatch)
+
+    ack = venue.submit(order("o-1"))
+
+    assert ack.broker_order_id == str(fake.order("o-1").perm_id)
+    # One wait, given the whole ack deadline (not a polling interval), ended by the open
+    # order message: the ack is seen the moment ib_async has decoded it.
+    assert len(waits) == 1
+    timeout, woken = waits[0]
+    assert woken is True
+    assert timeout > 20
+
+
+def test_cancel_when_tws_confirms_then_returns_on_that_message_not_on_a_timer(
+    fake, patient_venue, monkeypatch
+):
+    venue = patient_venue
+    ack = venue.submit(order("o-1"))
+    waits = count_waits(monkeypatch)
+
+    venue.cancel(order("o-1", broker_order_id=ack.broker_order_id))
+
+    assert fake.order("o-1").status == "Cancelled"
+    assert len(waits) == 1
+    assert waits[0][1] is True
+
+
+def test_submit_when_orders_outpace_tws_message_limit_then_paced_and_all_acked(
+    fake, patient_venue, monkeypatch
+):
+    # TWS refuses more than 50 API messages a second (error 100, then disconnects), so
+    # ib_async holds back the 46th message of any second. That hold is the order path's
+    # tail when orders come faster than 45 a second: it must stay, not be tuned away.
+    venue = patient_venue
+    venue.connect()
+    session = ibkr._session(fake.host, fake.port, CLIENT_ID, create=False)
+    conn = session.ib.client.conn
+    sent_at: list[float] = []
+    original = conn.sendMsg
+
+    def stamped(msg: bytes) -> None:
+        sent_at.append(session.loop.time())  # the clock ib_async paces with
+        original(msg)
+
+    monkeypatch.setattr(conn, "sendMsg", stamped)
+
+    acks = [venue.submit(order(f"o-{i}", limit=None)) for i in range(60)]
+
+    assert len({a.broker_order_id for a in acks}) == 60
+    assert fake.placed_count() == 60
+    assert len(sent_at) == 60
+    busiest = max(bisect.bisect_right(sent_at, t + 1.0) - i for i, t in enumerate(sent_at))
+    assert busiest <= 50
 
 
 def test_order_status_when_ack_never_came_then_found_by_order_ref(fake, venue):
