@@ -1,6 +1,6 @@
 """Prometheus: when Alertmanager's Watchdog last reached the app, read from the database.
 
-``alertmanager_watchdog_last_seen_timestamp`` (Unix time; no sample until the first one);
+``alertmanager_watchdog_last_seen_timestamp`` (Unix time; 0 until the first one);
 its age is ``time() - alertmanager_watchdog_last_seen_timestamp``. Reading the row at
 scrape time makes it right whichever web process received the webhook.
 """
@@ -34,8 +34,8 @@ class WatchdogCollector(Collector):
         try:
             seen = WatchdogHeartbeat.objects.filter(pk=1).values_list("last_seen_at", flat=True)
             last = seen.first()
-            if last is not None:
-                gauge.add_metric([], last.timestamp())
+            # 0 until the first heartbeat: "never seen" reads as the oldest possible age.
+            gauge.add_metric([], last.timestamp() if last is not None else 0.0)
         except DatabaseError:
             logger.warning("%s: database unavailable during scrape", NAME)
         yield gauge

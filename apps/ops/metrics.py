@@ -52,12 +52,14 @@ class MaintenanceCollector(Collector):
                 .values("task")
                 .annotate(last=Max("finished_at"))
             )
+            last_backup = 0.0  # never: BackupMissing fires (no successful backup at all)
             for row in rows:
                 if row["last"] is None:
                     continue
                 per_task.add_metric([row["task"]], row["last"].timestamp())
                 if row["task"] == BACKUP_TASK:
-                    backup.add_metric([], row["last"].timestamp())
+                    last_backup = row["last"].timestamp()
+            backup.add_metric([], last_backup)
         except DatabaseError:
             logger.warning("maintenance_last_success_timestamp: database unavailable during scrape")
         yield per_task

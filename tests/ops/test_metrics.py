@@ -313,3 +313,15 @@ def test_risk_metrics_when_holdings_remarked_then_last_var_served_and_refreshed_
     assert refreshed != first
     assert refreshed > 0
     assert elapsed < 5
+
+
+@pytest.mark.django_db
+def test_metrics_when_nothing_happened_yet_then_never_reads_as_zero_not_absent() -> None:
+    """An absent series silences its alert (BackupMissing, a dead Watchdog): "never" is 0."""
+    from prometheus_client import REGISTRY
+
+    assert REGISTRY.get_sample_value("backup_last_success_timestamp") == 0
+    assert REGISTRY.get_sample_value("alertmanager_watchdog_last_seen_timestamp") == 0
+    for broker in ("kraken", "ibkr"):
+        value = REGISTRY.get_sample_value("broker_malformed_messages_total", {"broker": broker})
+        assert value is not None

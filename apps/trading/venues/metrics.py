@@ -52,7 +52,9 @@ class BrokerMessageCounter(Collector):
             labels=["broker"],
         )
         try:
-            for labels, value in metrics_store.read_counters([NAME])[NAME].items():
+            counts = {("kraken",): 0.0, ("ibkr",): 0.0}  # every live adapter, from zero
+            counts.update(metrics_store.read_counters([NAME])[NAME])
+            for labels, value in sorted(counts.items()):
                 family.add_metric(list(labels), value)
         except redis.RedisError as exc:
             logger.warning("broker_malformed_messages: Redis unavailable during scrape: %s", exc)
