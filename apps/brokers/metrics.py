@@ -84,6 +84,9 @@ class BrokerCollector(Collector):
 def register() -> None:
     from prometheus_client import REGISTRY
 
+    # The adapters' shared counter (registered on import), in every process that scrapes.
+    import apps.trading.venues.metrics  # noqa: F401
+
     if not getattr(REGISTRY, "_tradebot_broker_collector", False):
         REGISTRY.register(BrokerCollector())
         REGISTRY._tradebot_broker_collector = True  # type: ignore[attr-defined]
