@@ -286,16 +286,21 @@ def main() -> int:
     exe = shutil.which(command[0]) or command[0]
     # Ctrl-C reaches the whole foreground process group: the command handles it (honcho
     # stops its processes, pytest stops), we wait for it, then stop what we started.
+    # SIGTERM (kill, timeout, a service manager) is passed on to the command the same way,
+    # so that the servers we started are stopped after it, never left running.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_term = signal.getsignal(signal.SIGTERM)
     try:
         child = subprocess.Popen(
             [exe, *command[1:]],
             env={**os.environ, **env},
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
+        signal.signal(signal.SIGTERM, lambda *_: child.poll() is None and child.terminate())
         code = child.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
         if STARTED:
             stop(only=STARTED)
     return code
