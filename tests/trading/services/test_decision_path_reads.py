@@ -110,7 +110,7 @@ def test_decision_when_no_system_state_row_yet_then_normal_and_row_created() -> 
     assert SystemState.objects.get(pk=1).mode == "normal"
 
 
-def test_decision_when_approved_then_three_reads_and_two_inserts() -> None:
+def test_decision_when_approved_then_two_reads_and_two_inserts() -> None:
     account = paper_account()
     instrument()
     hold_long(account, "5")  # a position and a filled order: the reads have rows to find
@@ -122,7 +122,8 @@ def test_decision_when_approved_then_three_reads_and_two_inserts() -> None:
 
     assert outcome.order.status == "initialized"
     sql = statements(ctx)
-    assert [s.split()[0] for s in sql] == ["SELECT", "SELECT", "SELECT", "INSERT", "INSERT"]
+    # decision inputs; risk context (positions + recent orders); the order; the decision log
+    assert [s.split()[0] for s in sql] == ["SELECT", "SELECT", "INSERT", "INSERT"]
 
 
 def test_decision_when_working_order_then_hold_after_one_read() -> None:
