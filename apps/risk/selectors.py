@@ -38,6 +38,31 @@ _var_cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
 # --- pre-trade context --------------------------------------------------------------------
 
 
+_RISK_CONTEXT_SQL: list[str] = []
+
+
+def _risk_context_sql() -> str:
+    """The account's open positions and its orders since ``since`` (not DENIED), one
+    statement; tables from the models, values as parameters."""
+    if not _RISK_CONTEXT_SQL:
+        position, order = Position._meta.db_table, Order._meta.db_table
+        instrument = Order._meta.get_field("instrument").related_model._meta.db_table
+        _RISK_CONTEXT_SQL.append(f"""
+            SELECT false, p."instrument_id", NULL::varchar, NULL::varchar, p."quantity",
+                   p."last_price", p."avg_price", NULL::timestamptz, p."id"
+              FROM "{position}" p
+             WHERE p."account_id" = %(account)s AND p."quantity" <> 0
+            UNION ALL
+            SELECT true, NULL::bigint, i."symbol", o."side", o."quantity",
+                   NULL::numeric, NULL::numeric, o."created_at", o."id"
+              FROM "{order}" o JOIN "{instrument}" i ON i."id" = o."instrument_id"
+             WHERE o."account_id" = %(account)s AND o."created_at" >= %(since)s
+               AND o."status" <> %(denied)s
+            ORDER BY 1, 2, 8 DESC, 9 DESC
+        """)  # noqa: S608
+    return _RISK_CONTEXT_SQL[0]
+
+
 def risk_context_for(
     *,
     account_id: int,
@@ -48,34 +73,34 @@ def risk_context_for(
     limits: RiskLimits,
     now: datetime,
 ) -> RiskContext:
-    """Everything ``order_check`` needs about the account, in two queries.
+    """Everything ``order_check`` needs about the account, in one query (it is on the path
+    from a bar to the order at the broker).
 
     Gross exposure marks each position at its last mark (this instrument at
     ``last_price``); the order flow counts the account's orders that were not DENIED
     (those never left) created in the last minute, and lists those inside the
-    duplicate window.
+    duplicate window. Positions come in instrument order, orders newest first.
     """
     gross = _ZERO
     open_positions = 0
-    for inst_id, quantity, mark, avg in (
-        Position.objects.filter(account_id=account_id)
-        .exclude(quantity=0)
-        .values_list("instrument_id", "quantity", "last_price", "avg_price")
-    ):
-        open_positions += 1
-        price = last_price if inst_id == instrument_id else (mark or avg)
-        gross += abs(quantity) * price
     window = limits.duplicate_window_seconds or 0
     since = now - timedelta(seconds=max(60, window))
     recent: list[RecentOrder] = []
     last_minute = 0
     minute_ago = now - timedelta(seconds=60)
     dup_since = now - timedelta(seconds=window)
-    for symbol, side, quantity, created_at in (
-        Order.objects.filter(account_id=account_id, created_at__gte=since)
-        .exclude(status=OrderStatus.DENIED.value)
-        .values_list("instrument__symbol", "side", "quantity", "created_at")
-    ):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _risk_context_sql(),
+            {"account": account_id, "since": since, "denied": OrderStatus.DENIED.value},
+        )
+        rows = cursor.fetchall()
+    for is_order, inst_id, symbol, side, quantity, mark, avg, created_at, _id in rows:
+        if not is_order:
+            open_positions += 1
+            price = last_price if inst_id == instrument_id else (mark or avg)
+            gross += abs(quantity) * price
+            continue
         if created_at >= minute_ago:
             last_minute += 1
         if created_at >= dup_since:

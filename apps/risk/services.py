@@ -68,6 +68,7 @@ __all__ = [
     "kill_switch_engage",
     "risk_limit_set",
     "risk_limits_for",
+    "risk_limits_from",
     "system_mode_get",
     "system_mode_lock_shared",
     "system_mode_set",
@@ -697,7 +698,15 @@ def _str_or_none(value: object) -> str | None:
 
 def risk_limits_for(*, account_id: int) -> RiskLimits:
     """The account's limits, never above the settings ceilings (empty fields: the ceiling)."""
-    row = RiskLimit.objects.filter(account_id=account_id).first()
+    return risk_limits_from(RiskLimit.objects.filter(account_id=account_id).first())
+
+
+def risk_limits_from(row: RiskLimit | None) -> RiskLimits:
+    """``risk_limits_for`` of an already read RiskLimit row (None: the account has none).
+
+    For callers that read the row together with other things in one query
+    (``apps.trading.selectors.decision_inputs``); the same capping, the same result.
+    """
 
     def capped(name: str, setting: str) -> Any:
         ceiling = getattr(settings, setting)

@@ -20,6 +20,11 @@ ORDER_TASK_EXPIRES_SECONDS = 60
     reject_on_worker_lost=True,
     expires=ORDER_TASK_EXPIRES_SECONDS,
     ignore_result=True,
+    # No task-received/task-started events from the worker (CELERY_WORKER_SEND_TASK_EVENTS):
+    # each is a Redis publish made before the task body runs, on the path from a decision
+    # to the broker. The send is in the audit trail (order.sent) and its wait and run
+    # times in the task histograms (apps.ops.celery_metrics, from signals, unaffected).
+    send_events=False,
 )
 def order_send(order_id: int) -> str:
     from apps.trading.services import order_send as order_send_service
