@@ -177,7 +177,9 @@ def _reconciliation_item(now: datetime) -> dict[str, Any]:
     run = last_reconciliation()
     open_ = discrepancies_open()
     if run is None:
-        return _item("reconciliation", label, "fail", "no reconciliation has run: `manage.py reconcile`")
+        return _item(
+            "reconciliation", label, "fail", "no reconciliation has run: `manage.py reconcile`"
+        )
     age = now - run.finished_at
     detail = (
         f"last run #{run.pk} ({run.trigger}) {run.finished_at:%Y-%m-%d %H:%M} UTC: {run.outcome}"

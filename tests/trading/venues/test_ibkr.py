@@ -42,7 +42,8 @@ def make_venue(fake: TwsFake, **overrides) -> IbkrVenue:
         "port": fake.port,
         "client_id": CLIENT_ID,
         "account": ACCOUNT,
-        "timeout_seconds": 1.0,
+        # Long enough for a loaded CI machine; the tests that wait for a timeout pay it.
+        "timeout_seconds": 3.0,
         "require_paper_account": True,
     }
     kwargs.update(overrides)
@@ -703,7 +704,10 @@ def test_malformed_message_when_received_then_counted_and_session_survives(fake,
     assert ack.broker_order_id == str(fake.order(f"o-after-{kind}").perm_id)
 
 
-def test_malformed_message_when_received_during_handshake_then_counted_and_connected(fake, venue):
+def test_malformed_message_when_received_during_handshake_then_counted_and_connected(
+    fake, patient_venue
+):
+    venue = patient_venue
     fake.malformed_on_connect = True
     before = malformed_count()
 

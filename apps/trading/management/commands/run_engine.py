@@ -85,7 +85,11 @@ class Command(BaseCommand):
         run = startup_reconcile(account=account)
         self.stdout.write(
             f"engine: start-up reconciliation #{run.pk}: {run.outcome}"
-            + (f" ({run.discrepancies_found} discrepancies: trading paused)" if run.discrepancies_found else "")
+            + (
+                f" ({run.discrepancies_found} discrepancies: trading paused)"
+                if run.discrepancies_found
+                else ""
+            )
             + (f" ({run.error}: staying in observation)" if run.error else "")
         )
         engine = Engine(
