@@ -110,9 +110,7 @@ class CeleryWorker:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     code = self.proc.returncode
-                    raise RuntimeError(
-                        f"the celery worker exited with {code}:\n{self.log_tail()}"
-                    )
+                    raise RuntimeError(f"the celery worker exited with {code}:\n{self.log_tail()}")
                 if app.control.ping(destination=[self.hostname], timeout=0.5):
                     return
         except BaseException:

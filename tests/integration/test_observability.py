@@ -252,7 +252,8 @@ def test_dashboards_when_listed_then_broker_panels_read_the_broker_metrics() -> 
     panels = {(b, p): e for b, p, e in _targets()}
 
     assert "broker_connected" in panels[("Tradebot / Overview", "Broker connected")]
-    assert "reconciliation_discrepancies_open" in panels[
-        ("Tradebot / Overview", "Open reconciliation discrepancies")
-    ]
+    assert (
+        "reconciliation_discrepancies_open"
+        in panels[("Tradebot / Overview", "Open reconciliation discrepancies")]
+    )
     assert all(re.search(r"\S", e) for e in panels.values())

@@ -31,7 +31,6 @@ from tests.trading.factories import accepted_order, instrument, paper_account
 pytestmark = pytest.mark.django_db
 
 
-
 def by_key(items):
     return {i["key"]: i for i in items}
 
