@@ -28,12 +28,19 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
-def row(label: str, values_ms: list[float]) -> None:
+def row(label: str, values_ms: list[float], digits: int = 1) -> None:
     v = sorted(values_ms)
+    w = 7 + digits
     print(
-        f"  {label:<52} n={len(v):>4}  p50={percentile(v, 0.5):>8.1f} ms  "
-        f"p99={percentile(v, 0.99):>8.1f} ms  max={v[-1]:>8.1f} ms"
+        f"  {label:<52} n={len(v):>4}  p50={percentile(v, 0.5):>{w}.{digits}f} ms  "
+        f"p99={percentile(v, 0.99):>{w}.{digits}f} ms  max={v[-1]:>{w}.{digits}f} ms"
     )
+
+
+def redis_db_url(url: str, db: int) -> str:
+    """``url`` with its database number replaced (benches use their own Redis database)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
 
 
 def _urls(name: str) -> tuple[str, str]:
@@ -57,12 +64,14 @@ def bench_database(name: str) -> Iterator[str]:
     env = {**os.environ, "DATABASE_URL": bench}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     try:
+        t0 = time.monotonic()
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
             cwd=REPO,
             env=env,
             check=True,
         )
+        print(f"database {name} created and migrated in {time.monotonic() - t0:.1f} s")
         os.environ["DATABASE_URL"] = bench
         import django
 
@@ -78,6 +87,7 @@ def bench_database(name: str) -> Iterator[str]:
             connections.close_all()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        print(f"database {name} dropped")
 
 
 class Worker:

@@ -33,9 +33,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import logging
-import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,11 +43,10 @@ from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from operator import attrgetter
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import Worker  # noqa: E402
+from _support import Worker, bench_database, percentile, redis_db_url  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 
@@ -77,11 +74,6 @@ IN_FLIGHT = (OrderStatus.INITIALIZED.value, OrderStatus.SUBMITTED.value)
 
 
 # --------------------------------------------------------------------------- figures
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
 def row(label: str, values_us: list[float], unit: str = "us") -> None:
@@ -187,42 +179,6 @@ def bench_pure(paths: list[Path]) -> None:
 
 
 # --------------------------------------------------------------------------- database and Redis
-
-
-def bench_database_url(server_url: str) -> tuple[str, str]:
-    """(admin URL, bench URL) on the server of ``server_url``."""
-    parts = urlsplit(server_url)
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    bench = urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, ""))
-    return admin, bench
-
-
-def drop_database(admin_url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-
-
-def create_database(admin_url: str, bench_url: str, env: dict[str, str]) -> None:
-    import psycopg
-
-    drop_database(admin_url)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    t0 = time.monotonic()
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env={**env, "DATABASE_URL": bench_url},
-        check=True,
-    )
-    print(f"database {BENCH_DB} created and migrated in {time.monotonic() - t0:.1f} s")
-
-
-def bench_redis_url(redis_url: str, db: int) -> str:
-    parts = urlsplit(redis_url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
 
 
 # --------------------------------------------------------------------------- (b), (c) persisted paths
@@ -428,48 +384,25 @@ def main() -> int:
         bench_pure([LONG] if LONG.exists() else SAMPLE)
 
     os.environ.setdefault("ENVIRONMENT", "test")
-    server_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/tradebot"
-    admin_url, bench_url = bench_database_url(server_url)
-    redis_url = bench_redis_url(
+    redis_url = redis_db_url(
         os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/1",
         int(os.environ.get("BENCH_REDIS_DB", "15")),
     )
-    env = {
-        **os.environ,
-        "DATABASE_URL": bench_url,
+    settings_env = {
         "REDIS_URL": redis_url,
         "CELERY_BROKER_URL": redis_url,
         "CELERY_RESULT_BACKEND": redis_url,
         "CHANNELS_REDIS_URL": redis_url,
-        "PYTHONUNBUFFERED": "1",
         # The replay runs ~100 bars a second of wall time, so the orders-per-minute guard
         # (wall clock, ceiling 60) would deny a third of the decisions; the check still runs.
         "RISK_CEILING_MAX_ORDERS_PER_MINUTE": os.environ.get(
             "RISK_CEILING_MAX_ORDERS_PER_MINUTE", "1000000"
         ),
     }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    create_database(admin_url, bench_url, env)
-    try:
-        os.environ.update(
-            {
-                k: env[k]
-                for k in (
-                    "DATABASE_URL",
-                    "REDIS_URL",
-                    "CELERY_BROKER_URL",
-                    "CELERY_RESULT_BACKEND",
-                    "CHANNELS_REDIS_URL",
-                    "RISK_CEILING_MAX_ORDERS_PER_MINUTE",
-                )
-            }
-        )
-        import django
-
-        from tradebot.env import setup_settings_module
-
-        setup_settings_module()
-        django.setup()
+    os.environ.update(settings_env)
+    with bench_database(BENCH_DB) as bench_url:
+        env = {**os.environ, "DATABASE_URL": bench_url, "PYTHONUNBUFFERED": "1"}
+        env.pop("DJANGO_SETTINGS_MODULE", None)
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)  # eager tasks log each run
         bars = list(merged(SAMPLE))
         if args.bars:
@@ -478,12 +411,6 @@ def main() -> int:
         bench_eager(bars)
         flush_database()
         bench_worker(bars, env)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        drop_database(admin_url)
-        print(f"\ndatabase {BENCH_DB} dropped")
     return 0
 
 

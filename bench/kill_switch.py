@@ -25,61 +25,19 @@ import argparse
 import logging
 import math
 import os
-import subprocess
 import sys
 import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import bench_database, row  # noqa: E402
 
 BENCH_DB = "tradebot_bench_kill"
 POSITIONS = 200
 ORDERS = 500
 ACCOUNTS = 2
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
-
-
-def row(label: str, values_ms: list[float]) -> None:
-    v = sorted(values_ms)
-    print(
-        f"  {label:<48} n={len(v):>3}  p50={percentile(v, 0.5):>8.1f} ms  "
-        f"p99={percentile(v, 0.99):>8.1f} ms  max={v[-1]:>8.1f} ms"
-    )
-
-
-def database_urls(server_url: str) -> tuple[str, str]:
-    parts = urlsplit(server_url)
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    bench = urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, ""))
-    return admin, bench
-
-
-def drop_database(admin_url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-
-
-def create_database(admin_url: str, bench_url: str, env: dict[str, str]) -> None:
-    import psycopg
-
-    drop_database(admin_url)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env={**env, "DATABASE_URL": bench_url},
-        check=True,
-    )
 
 
 def setup_book() -> None:
@@ -171,20 +129,7 @@ def main() -> int:
         f"kill switch bench: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
         f"{POSITIONS} positions, {ORDERS} working orders, {ACCOUNTS} accounts, {args.runs} runs"
     )
-    os.environ.setdefault("ENVIRONMENT", "test")
-    server_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/tradebot"
-    admin_url, bench_url = database_urls(server_url)
-    env = {**os.environ, "DATABASE_URL": bench_url}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    create_database(admin_url, bench_url, env)
-    try:
-        os.environ["DATABASE_URL"] = bench_url
-        import django
-
-        from tradebot.env import setup_settings_module
-
-        setup_settings_module()
-        django.setup()
+    with bench_database(BENCH_DB):
         logging.getLogger("apps.risk.services").setLevel(logging.CRITICAL)
         from django.utils import timezone
 
@@ -222,12 +167,6 @@ def main() -> int:
         row(f"all {ORDERS} cancels sent", cancelled)
         row(f"all {POSITIONS} positions flat", flat)
         row("call returned (report, incident, alert written)", total)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        drop_database(admin_url)
-        print(f"database {BENCH_DB} dropped")
     return 0
 
 

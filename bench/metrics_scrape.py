@@ -32,18 +32,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
-import subprocess
 import sys
 import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import bench_database, percentile, redis_db_url  # noqa: E402
+from _support import row as _row  # noqa: E402
 
 BENCH_DB = "tradebot_bench_metrics"
 ORDERS = 20_000
@@ -51,44 +49,8 @@ HELD = 8
 INSTRUMENTS = 20
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
-
-
 def row(label: str, values_ms: list[float]) -> None:
-    v = sorted(values_ms)
-    print(
-        f"  {label:<52} n={len(v):>4}  p50={percentile(v, 0.5):>7.2f} ms  "
-        f"p99={percentile(v, 0.99):>7.2f} ms  max={v[-1]:>7.2f} ms"
-    )
-
-
-def database_urls(server_url: str) -> tuple[str, str]:
-    parts = urlsplit(server_url)
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    bench = urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, ""))
-    return admin, bench
-
-
-def drop_database(admin_url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-
-
-def create_database(admin_url: str, bench_url: str, env: dict[str, str]) -> None:
-    import psycopg
-
-    drop_database(admin_url)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env={**env, "DATABASE_URL": bench_url},
-        check=True,
-    )
+    _row(label, values_ms, digits=2)
 
 
 def copy_rows(table: str, columns: tuple[str, ...], rows) -> int:
@@ -356,24 +318,13 @@ def main() -> int:
     parser.add_argument("--bar-days", type=int, default=250)
     args = parser.parse_args()
     print(f"metrics scrape bench: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
-    os.environ.setdefault("ENVIRONMENT", "test")
-    server_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/tradebot"
-    admin_url, bench_url = database_urls(server_url)
-    redis_server = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    redis_url = redis_server.rsplit("/", 1)[0] + "/" + os.environ.get("BENCH_REDIS_DB", "13")
-    env = {**os.environ, "DATABASE_URL": bench_url, "REDIS_URL": redis_url}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    env.pop("CELERY_BROKER_URL", None)
-    create_database(admin_url, bench_url, env)
-    try:
-        os.environ.update({"DATABASE_URL": bench_url, "REDIS_URL": redis_url})
-        os.environ.pop("CELERY_BROKER_URL", None)
-        import django
-
-        from tradebot.env import setup_settings_module
-
-        setup_settings_module()
-        django.setup()
+    redis_url = redis_db_url(
+        os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        int(os.environ.get("BENCH_REDIS_DB", "13")),
+    )
+    os.environ["REDIS_URL"] = redis_url
+    os.environ.pop("CELERY_BROKER_URL", None)
+    with bench_database(BENCH_DB):
         logging.disable(logging.WARNING)
         from django.test import Client
         from django.test.utils import setup_test_environment
@@ -460,12 +411,6 @@ def main() -> int:
         target = percentile(sorted(warm), 0.99)
         print(f"target p99 < 50 ms (full set, warm): {'met' if target < 50 else 'MISSED'}")
         metrics_store.client().flushdb()
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        drop_database(admin_url)
-        print(f"database {BENCH_DB} dropped")
     return 0
 
 

@@ -27,10 +27,9 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import REPO, Worker, bench_database, row  # noqa: E402
+from _support import REPO, Worker, bench_database, redis_db_url, row  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 
@@ -39,11 +38,6 @@ sys.path.insert(0, str(REPO))
 # IBKR orders are sent at most 40 a second, so the figures are the round trip, not IB's
 # pacing (bench/README.md, order_path). Kraken's fake has no such limit.
 SPACING = {"kraken": 0.0, "ibkr": 0.025}
-
-
-def _redis_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
 
 
 def _order(account, instrument, quantity: Decimal):  # noqa: ANN001, ANN202
@@ -127,7 +121,7 @@ def main() -> int:
         f"{args.orders} orders per broker, sent one at a time"
     )
     os.environ.setdefault("ENVIRONMENT", "test")
-    redis = _redis_db(
+    redis = redis_db_url(
         os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         int(os.environ.get("BENCH_REDIS_DB", "14")),
     )
