@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
-
-# A heartbeat older than this many sync periods means nobody is watching the session.
-STALE_HEARTBEAT_PERIODS = 4
 
 
 class BrokerCollector(Collector):
@@ -29,13 +25,11 @@ class BrokerCollector(Collector):
         yield GaugeMetricFamily("reconciliation_last_run_timestamp", "", labels=["outcome"])
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from django.conf import settings
         from django.db import DatabaseError
         from django.db.models import Max
-        from django.utils import timezone
 
         from apps.brokers.models import Discrepancy, DiscrepancyStatus, ReconciliationRun
-        from apps.trading.models import Account, Broker
+        from apps.brokers.selectors import broker_sessions
 
         connected = GaugeMetricFamily(
             "broker_connected",
@@ -51,20 +45,8 @@ class BrokerCollector(Collector):
             labels=["outcome"],
         )
         try:
-            fresh_after = timezone.now() - timedelta(
-                seconds=STALE_HEARTBEAT_PERIODS * settings.BROKER_SYNC_SECONDS
-            )
-            rows = Account.objects.values_list(
-                "name", "broker", "broker_session__state", "broker_session__last_heartbeat_at"
-            )
-            for name, broker, state, heartbeat in rows:
-                if broker == Broker.PAPER:
-                    up = 1
-                else:
-                    up = int(
-                        state == "connected" and heartbeat is not None and heartbeat >= fresh_after
-                    )
-                connected.add_metric([broker, name], up)
+            for row in broker_sessions():
+                connected.add_metric([row["broker"], row["account"]], int(row["up"]))
             open_count.add_metric(
                 [], Discrepancy.objects.filter(status=DiscrepancyStatus.OPEN).count()
             )

@@ -65,14 +65,7 @@ def check_broker() -> Check:
     if not rows:
         return Check("broker", OK, "no accounts yet")
     down = [r for r in rows if r["state"] != "connected"]
-    stale_after = timezone.now() - timedelta(seconds=4 * settings.BROKER_SYNC_SECONDS)
-    stale = [
-        r
-        for r in rows
-        if r["state"] == "connected"
-        and r["broker"] != "paper"
-        and (r["last_heartbeat_at"] is None or r["last_heartbeat_at"] < stale_after)
-    ]
+    stale = [r for r in rows if r["state"] == "connected" and not r["up"]]
     summary = ", ".join(f"{r['account']} ({r['broker']}): {r['state']}" for r in rows)
     if down:
         errors = "; ".join(f"{r['account']}: {r['last_error'] or r['state']}" for r in down)

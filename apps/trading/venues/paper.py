@@ -68,60 +68,43 @@ class PaperVenue:
     def cancel_all(self) -> int:
         return 0  # orders_cancel_all marks paper orders CANCELED itself
 
-    def _orders(self):
-        return Order.objects.filter(account=self.account).select_related("instrument")
+    # The columns a BrokerOrder is built from (values, not model instances: a
+    # reconciliation reads thousands of open orders).
+    _ORDER_COLUMNS = (
+        "broker_order_id", "client_order_id", "instrument__symbol", "side", "order_type",
+        "quantity", "filled_quantity", "status", "limit_price", "avg_fill_price",
+    )  # fmt: skip
 
     @staticmethod
-    def _broker_order(row: Order) -> BrokerOrder:
+    def _broker_order(values: tuple) -> BrokerOrder:
+        bid, cid, symbol, side, order_type, quantity, filled, status, limit, avg = values
         return BrokerOrder(
-            broker_order_id=row.broker_order_id or f"paper-{row.client_order_id}",
-            client_order_id=row.client_order_id,
-            instrument=row.instrument.symbol,
-            side=Side(row.side),
-            order_type=OrderType(row.order_type),
-            quantity=row.quantity,
-            filled_quantity=row.filled_quantity,
-            status=OrderStatus(row.status),
-            limit_price=row.limit_price,
-            avg_fill_price=row.avg_fill_price,
+            broker_order_id=bid or f"paper-{cid}",
+            client_order_id=cid,
+            instrument=symbol,
+            side=Side(side),
+            order_type=OrderType(order_type),
+            quantity=quantity,
+            filled_quantity=filled,
+            status=OrderStatus(status),
+            limit_price=limit,
+            avg_fill_price=avg,
         )
 
     def order_status(self, order: VenueOrder) -> BrokerOrder | None:
-        row = self._orders().filter(client_order_id=order.client_order_id).first()
-        if row is None or row.status == OrderStatus.INITIALIZED:
-            return None
-        return self._broker_order(row)
+        values = (
+            Order.objects.filter(account=self.account, client_order_id=order.client_order_id)
+            .exclude(status=OrderStatus.INITIALIZED)
+            .values_list(*self._ORDER_COLUMNS)
+            .first()
+        )
+        return self._broker_order(values) if values else None
 
     def open_orders(self) -> list[BrokerOrder]:
         rows = Order.objects.filter(
             account=self.account, status__in=WORKING + (OrderStatus.PENDING_CANCEL.value,)
-        ).values_list(
-            "broker_order_id",
-            "client_order_id",
-            "instrument__symbol",
-            "side",
-            "order_type",
-            "quantity",
-            "filled_quantity",
-            "status",
-            "limit_price",
-            "avg_fill_price",
-        )
-        return [
-            BrokerOrder(
-                broker_order_id=bid or f"paper-{cid}",
-                client_order_id=cid,
-                instrument=symbol,
-                side=Side(side),
-                order_type=OrderType(order_type),
-                quantity=quantity,
-                filled_quantity=filled,
-                status=OrderStatus(status),
-                limit_price=limit,
-                avg_fill_price=avg,
-            )
-            for bid, cid, symbol, side, order_type, quantity, filled, status, limit, avg in rows
-        ]
+        ).values_list(*self._ORDER_COLUMNS)
+        return [self._broker_order(values) for values in rows]
 
     def fills_since(self, since: datetime) -> list[BrokerFill]:
         from apps.trading.models import Fill as FillRow
