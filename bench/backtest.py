@@ -1,4 +1,4 @@
-"""Benchmark the event-driven backtest (``apps.trading.domain.backtest.run_backtest``).
+"""Benchmark the event-driven backtest (``apps.backtest.domain.backtest.run_backtest``).
 
 Usage: ``.venv/bin/python bench/backtest.py [--repeat N] [--no-command]``
 
@@ -41,9 +41,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from apps.backtest.domain.backtest import run_backtest  # noqa: E402
 from apps.marketdata.domain.csvfile import instrument_from_path, read_bars  # noqa: E402
 from apps.strategies.domain.sma_cross import SmaCross  # noqa: E402
-from apps.trading.domain.backtest import run_backtest  # noqa: E402
 
 CRYPTO = Path("/work/shared/data/crypto")
 THREE = [CRYPTO / f"{n}-BTC_5m_bittrex.csv" for n in ("ETH", "LTC", "XLM")]

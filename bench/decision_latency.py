@@ -50,16 +50,16 @@ from _support import Worker, bench_database, percentile, redis_db_url  # noqa: E
 
 sys.path.insert(0, str(REPO))
 
-from apps.marketdata.domain.bars import Bar  # noqa: E402
 from apps.marketdata.domain.csvfile import read_bars  # noqa: E402
+from apps.model.bars import Bar  # noqa: E402
+from apps.model.orders import OrderIntent, OrderState, OrderStatus  # noqa: E402
+from apps.model.paper import PaperMatcher  # noqa: E402
+from apps.model.values import Instrument, OrderType, Side  # noqa: E402
 from apps.risk.domain.checks import RiskContext, RiskLimits, order_check  # noqa: E402
 from apps.risk.domain.modes import SystemMode  # noqa: E402
 from apps.strategies.domain.base import SignalAction  # noqa: E402
 from apps.strategies.domain.sizing import quantity_for_stake  # noqa: E402
 from apps.strategies.domain.sma_cross import SmaCross  # noqa: E402
-from apps.trading.domain.orders import OrderIntent, OrderState, OrderStatus  # noqa: E402
-from apps.trading.domain.paper import PaperMatcher  # noqa: E402
-from apps.trading.domain.values import Instrument, OrderType, Side  # noqa: E402
 
 SAMPLE = sorted((REPO / "data" / "sample").glob("*_1m_coinbase.csv"))
 LONG = Path("/work/shared/data/ml/BTC-USDT_1m_binance.csv.gz")
@@ -190,8 +190,8 @@ def replay(
     """Feed ``bars`` to a fresh Engine; returns ({(symbol, bar ts): (t_arrive, t_done)}, hold on_bar us)."""
     from django.utils import timezone
 
+    from apps.engine.runner import Engine
     from apps.trading import services
-    from apps.trading.engine import Engine
     from apps.trading.models import Order
     from apps.trading.services import account_get_or_create
 

@@ -46,7 +46,7 @@ def main() -> None:
     from apps.marketdata.domain.csvfile import read_bars
     from apps.ml.domain.features import BarArrays, FeatureState, feature_matrix
     from apps.ml.domain.model import TrainConfig, train_model
-    from apps.strategies.domain.ml_strategy import MlStrategy
+    from apps.ml.domain.strategy import MlStrategy
 
     bars = list(read_bars(DATA))
     arrays = BarArrays.from_bars(bars)

@@ -96,7 +96,7 @@ def direct(
     n: int,
     spacing: float = 0.0,  # noqa: ANN001
 ) -> list[float]:
-    from apps.trading.venues.base import venue_order
+    from apps.trading.venues.mapping import venue_order
 
     out = []
     started = 0.0

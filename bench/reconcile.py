@@ -92,7 +92,7 @@ def main() -> int:
         logging.getLogger("apps.brokers.services").setLevel(logging.WARNING)
         from apps.brokers.domain.reconcile import OurOrder, compare_orders, compare_positions
         from apps.brokers.services import reconcile_account
-        from apps.trading.domain.orders import OrderStatus
+        from apps.model.orders import OrderStatus
         from apps.trading.models import Account, Order, Position
         from apps.trading.venues.paper import PaperVenue
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from apps.model.orders import OrderIntent  # noqa: E402
+from apps.model.values import Side  # noqa: E402
 from apps.risk.domain.checks import (  # noqa: E402
     RecentOrder,
     RiskContext,
@@ -41,8 +43,6 @@ from apps.risk.domain.checks import (  # noqa: E402
     order_check,
 )
 from apps.risk.domain.modes import SystemMode  # noqa: E402
-from apps.trading.domain.orders import OrderIntent  # noqa: E402
-from apps.trading.domain.values import Side  # noqa: E402
 
 NOW = datetime(2020, 3, 12, 10, tzinfo=UTC)
 LIMITS = RiskLimits(

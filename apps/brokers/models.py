@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from apps.brokers.domain.reconcile import DiscrepancyKind
-from apps.trading.venues.base import ConnectionState
+from apps.model.venues import ConnectionState
 
 
 class BrokerSession(models.Model):

@@ -47,21 +47,21 @@ from apps.brokers.models import (
     ReconciliationTrigger,
 )
 from apps.core.exceptions import ApplicationError
+from apps.model.orders import OrderStateError, OrderStatus, transition
+from apps.model.venues import (
+    BrokerOrder,
+    ConnectionState,
+    Venue,
+    VenueError,
+)
 from apps.notifications.services import notify_on_commit
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Alert, Incident, ModeChange, ModeSource
 from apps.risk.services import alert_raise, alert_resolve, system_mode_get, system_mode_set
 from apps.trading import realtime
-from apps.trading.domain.orders import OrderStateError, OrderStatus, transition
 from apps.trading.models import Account, Broker, Order, Position
 from apps.trading.services import fill_apply, venue_for
-from apps.trading.venues.base import (
-    BrokerOrder,
-    ConnectionState,
-    Venue,
-    VenueError,
-    venue_order,
-)
+from apps.trading.venues.mapping import venue_order
 
 logger = logging.getLogger(__name__)
 

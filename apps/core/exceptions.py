@@ -2,7 +2,7 @@
 
 ``ApplicationError`` is what a service raises when a person (panel, API, CLI, Telegram)
 asked for something the rules refuse; views map it to ``http_status`` and
-``{"error": message}``. Errors of the pure core live in ``apps.core.domain.exceptions``.
+``{"error": message}``. Errors of the pure core live in ``apps.model.errors``.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.core.realtime import GROUP_PANEL, broadcast
-from apps.marketdata.domain.bars import Bar as BarValue
 from apps.marketdata.models import AssetClass, Bar, FeedStatus, Instrument
+from apps.model.bars import Bar as BarValue
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,12 @@ class MlConfig(AppConfig):
     def ready(self) -> None:
         from prometheus_client import REGISTRY
 
+        from apps.ml.domain.strategy import ml_strategy_from_file
         from apps.ml.metrics import MlCollector
+        from apps.strategies.domain.registry import register
+
+        # --strategy ml --param model=models/<file>.joblib --param threshold=0.5
+        register("ml", ml_strategy_from_file)
 
         if not getattr(REGISTRY, "_tradebot_ml_collector", False):
             REGISTRY.register(MlCollector())

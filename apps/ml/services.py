@@ -21,7 +21,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
-from apps.marketdata.domain.bars import Bar
 from apps.marketdata.domain.csvfile import instrument_from_path, read_bars
 from apps.ml.domain import calibration as cal
 from apps.ml.domain.drift import DRIFT_THRESHOLD, PsiReference, psi
@@ -38,6 +37,7 @@ from apps.ml.domain.model import (
     save_bundle,
     train_model,
 )
+from apps.ml.domain.strategy import DEFAULT_THRESHOLD, MlStrategy
 from apps.ml.models import (
     CalibrationLevel,
     CalibrationSnapshot,
@@ -46,7 +46,7 @@ from apps.ml.models import (
     ModelVersion,
     Prediction,
 )
-from apps.strategies.domain.ml_strategy import DEFAULT_THRESHOLD, MlStrategy
+from apps.model.bars import Bar
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class ModelNotFoundError(MlError):
 
 def bars_load(path: Path) -> list[Bar]:
     """All bars of a CSV; a malformed row is an error (training never skips data silently)."""
-    from apps.core.domain.exceptions import MarketDataError
+    from apps.model.errors import MarketDataError
 
     def reject(rejection: Any) -> None:
         raise TrainingDataError(
@@ -102,7 +102,7 @@ def heldout_backtest(
     bundle: ModelBundle, bars: list[Bar], start: int, end: int, threshold: float = DEFAULT_THRESHOLD
 ) -> dict[str, float]:
     """The ML strategy through ``run_backtest`` on bars [start, end) (warm-up bars before)."""
-    from apps.trading.domain.backtest import run_backtest
+    from apps.backtest.domain.backtest import run_backtest
 
     window = bars[max(0, start - (WINDOW - 1)) : end]
     predictor = _LookupPredictor(bundle, feature_matrix(BarArrays.from_bars(window)))

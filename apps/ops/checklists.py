@@ -114,7 +114,7 @@ def _pnl_item(now: datetime) -> dict[str, Any]:
 
 def _orders_vs_signals_item(now: datetime) -> dict[str, Any]:
     from apps.audit.models import DecisionAction, DecisionLog
-    from apps.trading.domain.orders import OrderStatus
+    from apps.model.orders import OrderStatus
     from apps.trading.models import Order
 
     start = trading_day_start(now)

@@ -732,7 +732,7 @@ def mode_change(*, target: str, actor: str, reason: str, execute: bool) -> str:
 
 
 def working_orders() -> list[Any]:
-    from apps.trading.domain.orders import OrderStatus
+    from apps.model.orders import OrderStatus
     from apps.trading.models import Order
 
     working = [s.value for s in OrderStatus if s.is_open] + [OrderStatus.INITIALIZED.value]

@@ -36,8 +36,8 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.core.realtime import jsonable
-from apps.marketdata.domain.bars import Bar
 from apps.marketdata.domain.csvfile import read_bars
+from apps.model.bars import Bar
 from apps.ops.exceptions import OpsError
 from apps.ops.models import StressReport
 from apps.ops.services import maintenance_run

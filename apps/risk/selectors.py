@@ -13,6 +13,10 @@ from django.conf import settings
 from django.db import connection
 
 from apps.core.realtime import jsonable
+from apps.model.accounting import Position as PositionValue
+from apps.model.orders import Fill as FillValue
+from apps.model.orders import OrderStatus
+from apps.model.values import Side
 from apps.risk.domain.checks import RecentOrder, RiskContext, RiskLimits, limits_as_strings
 from apps.risk.domain.metrics import (
     align_daily_closes,
@@ -22,10 +26,6 @@ from apps.risk.domain.metrics import (
 )
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Alert, EquityMonitor, HypotheticalTrade, Incident
-from apps.trading.domain.accounting import Position as PositionValue
-from apps.trading.domain.orders import Fill as FillValue
-from apps.trading.domain.orders import OrderStatus
-from apps.trading.domain.values import Side
 from apps.trading.models import Account, Order, Position
 
 _ZERO = Decimal(0)

@@ -916,8 +916,8 @@ def hypothetical_fills_apply(*, bar: Any) -> int:
     Same rule as the paper broker: a trade decided on an earlier bar fills at this
     bar's open, with the paper slippage and fee rate. Returns how many were filled.
     """
-    from apps.trading.domain.paper import SlippageModel
-    from apps.trading.domain.values import Side
+    from apps.model.paper import SlippageModel
+    from apps.model.values import Side
 
     pending = list(
         HypotheticalTrade.objects.filter(

@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.db import models
 
 from apps.core.fields import MoneyField, PriceField, QuantityField
-from apps.trading.domain.orders import OrderStatus as DomainOrderStatus
+from apps.model.orders import OrderStatus as DomainOrderStatus
 
 ORDER_STATUS_CHOICES = [(s.value, s.value) for s in DomainOrderStatus]
 

@@ -20,6 +20,18 @@ from apps.audit.models import DecisionAction, DecisionLog
 from apps.audit.services import audit_record, decision_record
 from apps.core import influx
 from apps.marketdata.models import Instrument
+from apps.model.accounting import Position as PositionValue
+from apps.model.intents import entry_intent, exit_intent
+from apps.model.orders import Fill as FillValue
+from apps.model.orders import OrderIntent, OrderState, OrderStatus, transition
+from apps.model.values import Instrument as InstrumentSpec
+from apps.model.values import OrderType, Side
+from apps.model.venues import (
+    Venue,
+    VenueError,
+    VenueRejected,
+    VenueTemporaryError,
+)
 from apps.notifications.services import notify_on_commit
 from apps.risk.domain.checks import CheckResult, RiskContext, check_mode, order_check
 from apps.risk.domain.modes import SystemMode
@@ -36,21 +48,9 @@ from apps.risk.services import (
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sizing import quantity_for_stake
 from apps.trading import realtime
-from apps.trading.domain.accounting import Position as PositionValue
-from apps.trading.domain.intents import entry_intent, exit_intent
-from apps.trading.domain.orders import Fill as FillValue
-from apps.trading.domain.orders import OrderIntent, OrderState, OrderStatus, transition
-from apps.trading.domain.values import Instrument as InstrumentSpec
-from apps.trading.domain.values import OrderType, Side
 from apps.trading.models import Account, Broker, EquitySnapshot, Fill, Order, Position
 from apps.trading.selectors import columns_sql, decision_inputs, instance_from_row
-from apps.trading.venues.base import (
-    Venue,
-    VenueError,
-    VenueRejected,
-    VenueTemporaryError,
-    venue_order,
-)
+from apps.trading.venues.mapping import venue_order
 
 logger = logging.getLogger(__name__)
 

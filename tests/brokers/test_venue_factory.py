@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from apps.credentials.services import broker_credential_set
+from apps.model.venues import VenueConfigurationError
 from apps.trading.services import venue_for
-from apps.trading.venues.base import VenueConfigurationError
 from apps.trading.venues.factory import venues_reset
 from apps.trading.venues.ibkr import IbkrVenue
 from apps.trading.venues.kraken import KrakenVenue

@@ -23,8 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.core import influx, metrics_store
 from apps.marketdata.services import instrument_get_or_create
-from apps.trading.domain.orders import Fill as FillValue
-from apps.trading.domain.values import Side
+from apps.model.orders import Fill as FillValue
+from apps.model.values import Side
 from apps.trading.models import Order
 from apps.trading.services import (
     account_get_or_create,

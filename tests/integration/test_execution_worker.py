@@ -16,16 +16,16 @@ import pytest
 from django.conf import settings
 
 from apps.audit.models import AuditEvent, DecisionAction, DecisionLog
-from apps.marketdata.domain.bars import Bar
+from apps.engine.runner import Engine
 from apps.marketdata.domain.csvfile import read_bars
 from apps.marketdata.services import instrument_get_or_create
+from apps.model.bars import Bar
+from apps.model.orders import OrderStatus
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import ModeSource
 from apps.risk.services import system_mode_set
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sma_cross import SmaCross
-from apps.trading.domain.orders import OrderStatus
-from apps.trading.engine import Engine
 from apps.trading.models import Account, Fill, Order, Position
 from apps.trading.services import account_get_or_create, decision_make, fill_apply
 from apps.trading.tasks import order_send as order_send_task

@@ -10,10 +10,10 @@ import pytest
 
 from apps.audit.models import AuditEvent
 from apps.marketdata.services import instrument_get_or_create
+from apps.model.orders import OrderStatus
 from apps.risk.domain.modes import SystemMode
 from apps.risk.services import kill_switch_engage, system_mode_get
 from apps.strategies.domain.base import SignalAction
-from apps.trading.domain.orders import OrderStatus
 from apps.trading.models import Order, Position
 from apps.trading.services import account_get_or_create, fill_apply
 from apps.trading.venues.paper import PaperVenue

@@ -9,8 +9,8 @@ from django.conf import settings
 
 from apps.audit.services import decision_record
 from apps.marketdata.services import feed_status_update, instrument_get_or_create
-from apps.trading.domain.orders import Fill as FillValue
-from apps.trading.domain.values import Side
+from apps.model.orders import Fill as FillValue
+from apps.model.values import Side
 from apps.trading.models import Account, Order
 from apps.trading.services import (
     account_get_or_create,

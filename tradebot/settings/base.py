@@ -46,12 +46,15 @@ INSTALLED_APPS = [
     "apps.risk",
     "apps.marketdata",
     "apps.trading",
+    "apps.backtest",
+    "apps.engine",
     "apps.brokers",
     "apps.ml",
     "apps.panel",
     "apps.ops",
     "apps.credentials",
     "apps.notifications",
+    "apps.telegram",
 ]
 
 MIDDLEWARE = [

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from apps.trading.domain.orders import OrderStatus
-from apps.trading.venues.base import BrokerOrder
+from apps.model.orders import OrderStatus
+from apps.model.venues import BrokerOrder
 
 
 class DiscrepancyKind(StrEnum):

@@ -23,9 +23,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TextIO
 
-from apps.core.domain.exceptions import MarketDataError
-from apps.marketdata.domain.bars import Bar, _BarBuilder
 from apps.marketdata.domain.validation import UNPARSEABLE, validate_bar
+from apps.model.bars import Bar, _BarBuilder
+from apps.model.errors import MarketDataError
 
 HEADER = "timestamp,open,high,low,close,volume"
 COLUMNS: tuple[str, ...] = tuple(HEADER.split(","))

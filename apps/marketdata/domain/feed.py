@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Protocol, runtime_checkable
 
-from apps.marketdata.domain.bars import Bar
 from apps.marketdata.domain.csvfile import (
     OnReject,
     PathLike,
@@ -18,6 +17,7 @@ from apps.marketdata.domain.csvfile import (
     read_bars,
     timeframe_from_path,
 )
+from apps.model.bars import Bar
 
 DEFAULT_MAX_SLEEP = 5.0  # seconds; one data gap never stalls a replay for longer
 _FALLBACK_STEP = timedelta(minutes=1)  # loop step when neither names nor data give one

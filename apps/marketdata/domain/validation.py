@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from apps.marketdata.domain.bars import Bar
+from apps.model.bars import Bar
 
 UNPARSEABLE = "unparseable"  # from the reader: wrong column count, bad number or timestamp
 NAN = "nan"  # NaN or infinity in any price or the volume

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.core.domain.exceptions import DomainError
+from apps.model.errors import DomainError
 
 
 class MlError(DomainError):

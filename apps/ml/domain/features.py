@@ -25,7 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 if TYPE_CHECKING:
-    from apps.marketdata.domain.bars import Bar
+    from apps.model.bars import Bar
 
 RETURN_HORIZONS = (1, 5, 15, 60, 240)
 VOL_WINDOWS = (15, 60, 240)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from apps.model.orders import OrderIntent
+from apps.model.values import OrderType, Side
 from apps.risk.domain.modes import SystemMode
-from apps.trading.domain.orders import OrderIntent
-from apps.trading.domain.values import OrderType, Side
 
 _ZERO = Decimal(0)
 _MINUTE_SECONDS = 60

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from decimal import Decimal
 
-    from apps.marketdata.domain.bars import Bar
+    from apps.model.bars import Bar
 
 
 class SignalAction(StrEnum):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from apps.strategies.domain.ml_strategy import ml_strategy_from_file
 from apps.strategies.domain.sma_cross import SmaCross
 
 if TYPE_CHECKING:
@@ -15,8 +14,17 @@ if TYPE_CHECKING:
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "sma_cross": SmaCross,
-    "ml": ml_strategy_from_file,  # --param model=models/<file>.joblib --param threshold=0.5
 }
+
+
+def register(name: str, factory: Callable[..., Strategy]) -> None:
+    """Add a strategy built elsewhere (apps above this one register theirs at start-up:
+    ``apps.ml`` registers ``ml`` in its ``AppConfig.ready``). Registering the same factory
+    twice is harmless; another factory under a taken name is refused."""
+    known = STRATEGIES.get(name)
+    if known is not None and known is not factory:
+        raise ValueError(f"strategy {name!r} is already registered")
+    STRATEGIES[name] = factory
 
 
 def strategy_params(name: str) -> tuple[str, ...]:

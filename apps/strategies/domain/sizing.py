@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from apps.trading.domain.values import Instrument
+    from apps.model.values import Instrument
 
 
 def quantity_for_stake(stake: Decimal, price: Decimal, instrument: Instrument | None) -> Decimal:

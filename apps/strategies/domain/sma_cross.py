@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from apps.strategies.domain.base import Signal, SignalAction
 
 if TYPE_CHECKING:
-    from apps.marketdata.domain.bars import Bar
+    from apps.model.bars import Bar
 
 _ENTER = SignalAction.ENTER_LONG
 _EXIT = SignalAction.EXIT_LONG

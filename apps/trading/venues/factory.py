@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from apps.trading.venues.base import Venue, VenueConfigurationError
+from apps.model.venues import Venue, VenueConfigurationError
 from apps.trading.venues.policy import broker_refusal
 
 if TYPE_CHECKING:

@@ -56,9 +56,9 @@ from ib_async.order import Trade
 from ib_async.util import UNSET_DOUBLE
 from ib_async.wrapper import RequestError
 
-from apps.trading.domain.orders import OrderStatus
-from apps.trading.domain.values import OrderType, Side
-from apps.trading.venues.base import (
+from apps.model.orders import OrderStatus
+from apps.model.values import OrderType, Side
+from apps.model.venues import (
     BrokerBalance,
     BrokerFill,
     BrokerOrder,

@@ -51,9 +51,9 @@ from urllib.parse import urlsplit
 
 import ccxt
 
-from apps.trading.domain.orders import OrderStatus
-from apps.trading.domain.values import OrderType, Side
-from apps.trading.venues.base import (
+from apps.model.orders import OrderStatus
+from apps.model.values import OrderType, Side
+from apps.model.venues import (
     BrokerBalance,
     BrokerFill,
     BrokerOrder,

@@ -13,12 +13,11 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from apps.marketdata.domain.bars import Bar
-from apps.trading.domain.orders import Fill, OrderState, OrderStatus
-from apps.trading.domain.paper import PaperMatcher, SlippageModel
-from apps.trading.domain.values import OrderType, Side
-from apps.trading.models import Account, Broker, Order, Position
-from apps.trading.venues.base import (
+from apps.model.bars import Bar
+from apps.model.orders import Fill, OrderState, OrderStatus
+from apps.model.paper import PaperMatcher, SlippageModel
+from apps.model.values import OrderType, Side
+from apps.model.venues import (
     BrokerBalance,
     BrokerFill,
     BrokerOrder,
@@ -27,6 +26,7 @@ from apps.trading.venues.base import (
     VenueAck,
     VenueOrder,
 )
+from apps.trading.models import Account, Broker, Order, Position
 
 # SUBMITTED is on the book too: for the paper broker, "sent" and "received" are the
 # same instant, and a fill may overtake the ack (SUBMITTED -> FILLED is a legal edge).

@@ -7,9 +7,9 @@ from apps.brokers.domain.reconcile import (
     compare_orders,
     compare_positions,
 )
-from apps.trading.domain.orders import OrderStatus
-from apps.trading.domain.values import OrderType, Side
-from apps.trading.venues.base import BrokerOrder
+from apps.model.orders import OrderStatus
+from apps.model.values import OrderType, Side
+from apps.model.venues import BrokerOrder
 
 TOL = Decimal("1e-8")
 

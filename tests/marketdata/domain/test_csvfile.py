@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from apps.core.domain.exceptions import MarketDataError
-from apps.marketdata.domain.bars import Bar
 from apps.marketdata.domain.csvfile import (
     HEADER,
     Rejection,
@@ -19,6 +17,8 @@ from apps.marketdata.domain.csvfile import (
     read_bars,
     timeframe_from_path,
 )
+from apps.model.bars import Bar
+from apps.model.errors import MarketDataError
 
 DATA = Path("/work/shared/data")
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared/data not available")

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from apps.marketdata.domain.bars import Bar, make_bar
 from apps.marketdata.domain.validation import REASONS, validate_bar
+from apps.model.bars import Bar, make_bar
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from apps.ml.domain.features import WINDOW, BarArrays, FeatureState, feature_matrix
-from apps.strategies.domain.ml_strategy import MlStrategy
+from apps.ml.domain.strategy import MlStrategy
 
 
 def _decisions(bars, predictor, horizon):
@@ -66,7 +66,7 @@ def test_feature_state_when_bar_missing_then_restarts_warm_up(ml_bars):
 
 
 def test_stake_multiplier_when_probability_rises_then_scales_up_to_cap():
-    from apps.strategies.domain.ml_strategy import stake_multiplier
+    from apps.ml.domain.strategy import stake_multiplier
 
     assert stake_multiplier(0.4, 0.5, 2.0) == Decimal(0)
     assert stake_multiplier(0.5, 0.5, 2.0) == Decimal(1)

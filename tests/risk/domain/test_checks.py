@@ -4,6 +4,8 @@ from decimal import Decimal
 
 import pytest
 
+from apps.model.orders import OrderIntent
+from apps.model.values import OrderType, Side
 from apps.risk.domain.checks import (
     CHECK_NAMES,
     CheckResult,
@@ -14,8 +16,6 @@ from apps.risk.domain.checks import (
     order_check,
 )
 from apps.risk.domain.modes import SystemMode
-from apps.trading.domain.orders import OrderIntent
-from apps.trading.domain.values import OrderType, Side
 
 D = Decimal
 LIMITS = RiskLimits(max_order_notional=D(1000), max_position_notional=D(2000))

@@ -7,6 +7,8 @@ from decimal import Decimal as D
 
 import pytest
 
+from apps.model.orders import OrderIntent
+from apps.model.values import OrderType, Side
 from apps.risk.domain.checks import (
     RecentOrder,
     RiskContext,
@@ -14,8 +16,6 @@ from apps.risk.domain.checks import (
     order_check,
 )
 from apps.risk.domain.modes import SystemMode
-from apps.trading.domain.orders import OrderIntent
-from apps.trading.domain.values import OrderType, Side
 
 NOW = datetime(2020, 3, 12, 10, 0, tzinfo=UTC)
 LIMITS = RiskLimits(

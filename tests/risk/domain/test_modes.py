@@ -6,10 +6,10 @@ from decimal import Decimal as D
 
 import pytest
 
+from apps.model.orders import OrderIntent
+from apps.model.values import Side
 from apps.risk.domain.checks import RiskContext, check_mode
 from apps.risk.domain.modes import SystemMode, mode_change_refusal
-from apps.trading.domain.orders import OrderIntent
-from apps.trading.domain.values import Side
 
 N, OB, P, K = SystemMode.NORMAL, SystemMode.OBSERVATION, SystemMode.PAUSE, SystemMode.KILL
 

@@ -7,12 +7,12 @@ from decimal import Decimal as D
 import pytest
 
 from apps.audit.models import AuditEvent
+from apps.model.orders import Fill as FillValue
+from apps.model.values import Side
 from apps.risk.domain.modes import SystemMode
 from apps.risk.exceptions import ModeChangeRefused
 from apps.risk.models import Alert, Incident
 from apps.risk.services import kill_switch_engage, system_mode_get, system_mode_set
-from apps.trading.domain.orders import Fill as FillValue
-from apps.trading.domain.values import Side
 from apps.trading.models import Account, Order, Position
 from apps.trading.services import (
     KILL_ORDER_PREFIX,

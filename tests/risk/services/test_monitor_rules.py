@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 
 from apps.audit.models import AuditEvent
-from apps.marketdata.domain.bars import Bar
+from apps.engine.runner import Engine
 from apps.marketdata.domain.csvfile import read_bars
+from apps.model.bars import Bar
+from apps.model.orders import Fill as FillValue
+from apps.model.values import Side
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Alert, EquityMonitor, Incident, ModeChange
 from apps.risk.selectors import risk_overview
 from apps.risk.services import system_mode_get
 from apps.strategies.domain.base import Signal, SignalAction
-from apps.trading.domain.orders import Fill as FillValue
-from apps.trading.domain.values import Side
-from apps.trading.engine import Engine
 from apps.trading.models import Position
 from apps.trading.services import account_get_or_create, fill_apply
 from tests.trading.factories import accepted_order, instrument

@@ -5,11 +5,11 @@ from decimal import Decimal as D
 import pytest
 
 from apps.audit.models import AuditEvent, DecisionLog
+from apps.model.orders import Fill as FillValue
+from apps.model.values import Side
 from apps.risk.domain.modes import SystemMode
 from apps.risk.services import system_mode_set
 from apps.strategies.domain.base import Signal, SignalAction
-from apps.trading.domain.orders import Fill as FillValue
-from apps.trading.domain.values import Side
 from apps.trading.models import Order
 from apps.trading.services import decision_make, fill_apply, order_send
 from tests.trading.factories import T0, accepted_order, instrument, paper_account

@@ -5,9 +5,9 @@ from decimal import Decimal as D
 
 import pytest
 
-from apps.core.domain.exceptions import OverfillError
-from apps.trading.domain.orders import Fill as FillValue
-from apps.trading.domain.values import Side
+from apps.model.errors import OverfillError
+from apps.model.orders import Fill as FillValue
+from apps.model.values import Side
 from apps.trading.models import Account, Fill, Order, Position
 from apps.trading.services import fill_apply, mark_to_market
 from tests.trading.factories import T0, accepted_order, instrument, paper_account

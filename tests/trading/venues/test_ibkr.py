@@ -12,16 +12,16 @@ import pytest
 from ib_async import IB
 from ib_async.ib import StartupFetch
 
-from apps.trading.domain.orders import OrderStatus
-from apps.trading.domain.values import OrderType, Side
-from apps.trading.venues import ibkr
-from apps.trading.venues.base import (
+from apps.model.orders import OrderStatus
+from apps.model.values import OrderType, Side
+from apps.model.venues import (
     ConnectionState,
     VenueConfigurationError,
     VenueOrder,
     VenueRejected,
     VenueTemporaryError,
 )
+from apps.trading.venues import ibkr
 from apps.trading.venues.ibkr import IbkrVenue, sessions_close_all
 from apps.trading.venues.metrics import BROKER_MALFORMED_MESSAGES
 from tests.fakes.tws import TwsFake

@@ -21,9 +21,9 @@ import ccxt
 import pytest
 import requests
 
-from apps.trading.domain.orders import OrderStatus
-from apps.trading.domain.values import OrderType, Side
-from apps.trading.venues.base import (
+from apps.model.orders import OrderStatus
+from apps.model.values import OrderType, Side
+from apps.model.venues import (
     BrokerBalance,
     BrokerPosition,
     ConnectionState,

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.brokers.models import ReconciliationOutcome, ReconciliationTrigger
 from apps.brokers.services import reconcile_account
-from apps.ops.cli import cli_actor
+from apps.core.cli import cli_actor
 from apps.trading.models import Account
 
 

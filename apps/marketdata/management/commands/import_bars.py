@@ -10,9 +10,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from apps.core.domain.exceptions import MarketDataError
 from apps.marketdata.domain.csvfile import Rejection, read_bars, timeframe_from_path
 from apps.marketdata.services import bars_store, feed_status_update
+from apps.model.errors import MarketDataError
 
 BATCH = 20_000
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.ops.cli import cli_actor
+from apps.core.cli import cli_actor
 from apps.ops.exceptions import OpsError
 from apps.ops.services import mode_change
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from apps.core.cli import cli_actor
 from apps.notifications.models import Notification
 from apps.ops.checklists import checklist_text
-from apps.ops.cli import cli_actor
 from apps.ops.services import checklist_run
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from apps.ops.cli import cli_actor
+from apps.core.cli import cli_actor
 from apps.ops.services import logs_rotate, maintenance_run
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from apps.ops.cli import cli_actor, exclusive
+from apps.core.cli import cli_actor, exclusive
 from apps.ops.exceptions import OpsError
 from apps.ops.services import (
     backup_restore,

@@ -1,0 +1,1 @@
+"""The backtest loop and the backtest command."""

@@ -1,0 +1,1 @@
+"""The composition root: run_engine and its feeds."""

@@ -1,0 +1,1 @@
+"""The Telegram bot, an interface like the panel."""
