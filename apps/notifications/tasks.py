@@ -3,7 +3,7 @@
 ``deliver`` sends one delivery and retries temporary failures with exponential backoff
 (NOTIFY_RETRY_BACKOFF_SECONDS doubling up to NOTIFY_RETRY_BACKOFF_MAX_SECONDS, at most
 NOTIFY_MAX_RETRIES retries, or the provider's Retry-After). ``sweep`` and
-``watchdog_check`` run every minute from beat (apps/notifications/schedules.py).
+``watchdog_check`` run every minute from beat (apps/ops/schedules.py).
 """
 
 from __future__ import annotations

@@ -1,25 +1,32 @@
-"""The maintenance calendar (spec 7.1, 8.3, 10): every Celery beat schedule in one place.
+"""Every Celery beat schedule of Tradebot, in one place (spec 7.1, 8.3, 10).
 
-Stored by django-celery-beat in the database (migration 0002 creates them; the admin's
-"Periodic tasks" edits them). Each has an expiry so that a beat or a worker that was
-down does not fire a backlog of stale runs when it comes back. Times are in the zone
-named, so 08:00 Europe/Madrid stays 08:00 in Madrid across the DST changes.
+ops is the top non-interface layer, so it names every app's tasks by their Celery
+names (plain strings: nothing here imports another app). django-celery-beat stores
+the schedules in the database (the admin's "Periodic tasks" edits them). Each has an
+expiry so that a beat or a worker that was down does not fire a backlog of stale runs
+when it comes back. Times are in the zone named, so 08:00 Europe/Madrid stays 08:00 in
+Madrid across the DST changes.
 
 Celery's crontab matches day_of_week AND day_of_month (not cron's OR), so
 "day_of_week=6, day_of_month=1-7" is the first Saturday of the month.
+
+Data migrations write these rows, and each carries its own literal copy of the data it
+installs (a migration never imports this module, so editing it never changes what an
+old migration does). So: when you add, remove or change a schedule here, also add a
+data migration in apps/ops/migrations that makes the same change with literal data and
+``apps.get_model(...)``. tests/ops/test_schedules.py compares the migrated database
+with SCHEDULES and fails until that migration exists.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-HEARTBEAT_TASK = "ops.heartbeat"
-HEARTBEAT_NAME = "ops: beat heartbeat"
-HEARTBEAT_EVERY_SECONDS = 60
-
 
 @dataclass(frozen=True)
-class Schedule:
+class Crontab:
+    """A periodic task on a crontab in ``timezone``."""
+
     name: str
     task: str
     minute: str
@@ -33,8 +40,26 @@ class Schedule:
     description: str = ""
 
 
-MAINTENANCE_SCHEDULES: tuple[Schedule, ...] = (
-    Schedule(
+@dataclass(frozen=True)
+class Interval:
+    """A periodic task every ``every_seconds`` seconds."""
+
+    name: str
+    task: str
+    every_seconds: int
+    expire_seconds: int
+    description: str = ""
+    kwargs: str = "{}"
+
+
+# --- ops and ml: the maintenance calendar ----------------------------------------------
+
+HEARTBEAT_TASK = "ops.heartbeat"
+HEARTBEAT_NAME = "ops: beat heartbeat"
+HEARTBEAT_EVERY_SECONDS = 60
+
+MAINTENANCE_SCHEDULES: tuple[Crontab, ...] = (
+    Crontab(
         "ops: backup (daily 00:00 UTC)",
         "ops.backup",
         "0",
@@ -42,7 +67,7 @@ MAINTENANCE_SCHEDULES: tuple[Schedule, ...] = (
         expire_seconds=3 * 3600,
         description="pg_dump + Redis RDB + manifest; retention 30 d PostgreSQL / 7 d Redis (spec 7.1, 8.1)",
     ),
-    Schedule(
+    Crontab(
         "ops: log rotation (daily 00:30 UTC)",
         "ops.logs_rotate",
         "30",
@@ -50,7 +75,7 @@ MAINTENANCE_SCHEDULES: tuple[Schedule, ...] = (
         expire_seconds=3600,
         description="rotate stale log files, delete those older than 90 days (spec 7.1, 8.1)",
     ),
-    Schedule(
+    Crontab(
         "ops: vacuum (Sunday 02:00 UTC)",
         "ops.vacuum",
         "0",
@@ -59,7 +84,7 @@ MAINTENANCE_SCHEDULES: tuple[Schedule, ...] = (
         expire_seconds=3 * 3600,
         description="VACUUM (ANALYZE) of the database (spec 7.1)",
     ),
-    Schedule(
+    Crontab(
         "ml: retrain (quarterly, first Saturday of Jan/Apr/Jul/Oct 03:00 UTC)",
         "ml.retrain",
         "0",
@@ -70,7 +95,7 @@ MAINTENANCE_SCHEDULES: tuple[Schedule, ...] = (
         expire_seconds=12 * 3600,
         description="quarterly model retrain on a weekend (spec 7.1; task owned by apps.ml)",
     ),
-    Schedule(
+    Crontab(
         "ml: calibration monitor (every 5 min)",
         "ml.calibration_monitor",
         "*/5",
@@ -78,7 +103,7 @@ MAINTENANCE_SCHEDULES: tuple[Schedule, ...] = (
         expire_seconds=240,
         description="resolve predictions, live ECE and feature drift; > 0.15 moves ML to observation",
     ),
-    Schedule(
+    Crontab(
         "ops: restore test (monthly, first Sunday 04:00 UTC)",
         "ops.restore_test",
         "0",
@@ -88,7 +113,7 @@ MAINTENANCE_SCHEDULES: tuple[Schedule, ...] = (
         expire_seconds=12 * 3600,
         description="restore the newest backup into a throwaway database and verify it (spec 8.3)",
     ),
-    Schedule(
+    Crontab(
         "ops: stress test (quarterly, first Saturday of Jan/Apr/Jul/Oct 12:00 UTC)",
         "ops.stress_test",
         "0",
@@ -100,7 +125,7 @@ MAINTENANCE_SCHEDULES: tuple[Schedule, ...] = (
         description="stress scenarios against the live book and its limits, markets closed "
         "(spec 7.1: quarterly, 2 h); after the 03:00 retrain of the same Saturday",
     ),
-    Schedule(
+    Crontab(
         "ops: pre-market checklist (08:00 Europe/Madrid)",
         "ops.checklist",
         "0",
@@ -110,7 +135,7 @@ MAINTENANCE_SCHEDULES: tuple[Schedule, ...] = (
         kwargs='{"kind": "pre"}',
         description="daily pre-market checklist (spec 10.1)",
     ),
-    Schedule(
+    Crontab(
         "ops: post-market checklist (18:30 Europe/Madrid)",
         "ops.checklist",
         "30",
@@ -122,49 +147,77 @@ MAINTENANCE_SCHEDULES: tuple[Schedule, ...] = (
     ),
 )
 
+HEARTBEAT = Interval(
+    HEARTBEAT_NAME,
+    HEARTBEAT_TASK,
+    HEARTBEAT_EVERY_SECONDS,
+    HEARTBEAT_EVERY_SECONDS - 10,
+    "proves beat and the maintenance worker alive (manage.py healthcheck)",
+)
 
-def schedules_install(*, periodic_task_model, crontab_model, interval_model) -> int:  # noqa: ANN001
-    """Create or update the maintenance schedules (used by the data migration).
+# --- brokers ------------------------------------------------------------------------------
 
-    Takes the models as arguments so that a migration can pass its historical models.
-    Returns the number of periodic tasks written.
-    """
-    written = 0
-    for s in MAINTENANCE_SCHEDULES:
-        crontab, _ = crontab_model.objects.get_or_create(
-            minute=s.minute,
-            hour=s.hour,
-            day_of_week=s.day_of_week,
-            day_of_month=s.day_of_month,
-            month_of_year=s.month_of_year,
-            timezone=s.timezone,
-        )
-        periodic_task_model.objects.update_or_create(
-            name=s.name,
-            defaults={
-                "task": s.task,
-                "crontab": crontab,
-                "interval": None,
-                "kwargs": s.kwargs,
-                "expire_seconds": s.expire_seconds,
-                "enabled": True,
-                "description": s.description,
-            },
-        )
-        written += 1
-    interval, _ = interval_model.objects.get_or_create(
-        every=HEARTBEAT_EVERY_SECONDS, period="seconds"
-    )
-    periodic_task_model.objects.update_or_create(
-        name=HEARTBEAT_NAME,
-        defaults={
-            "task": HEARTBEAT_TASK,
-            "interval": interval,
-            "crontab": None,
-            "kwargs": "{}",
-            "expire_seconds": HEARTBEAT_EVERY_SECONDS - 10,
-            "enabled": True,
-            "description": "proves beat and the maintenance worker alive (manage.py healthcheck)",
-        },
-    )
-    return written + 1
+BROKER_SCHEDULES: tuple[Interval, ...] = (
+    Interval(
+        "brokers: sync (heartbeat, fills, in-flight orders; every 5 s)",
+        "brokers.sync",
+        5,
+        4,
+        "heartbeat and reconnect with backoff; alert after 2 min, PAUSE after the grace period",
+    ),
+    Interval(
+        "brokers: reconcile (every minute)",
+        "brokers.reconcile",
+        60,
+        50,
+        "positions, open orders, fills and cash against the broker; a discrepancy pauses trading",
+    ),
+    Interval(
+        "brokers: order outbox sweep (every 15 s)",
+        "brokers.outbox_sweep",
+        15,
+        10,
+        "re-enqueue orders whose enqueue was lost; deny stale ones",
+    ),
+)
+# After the US close (16:00 New York): one more reconciliation of the day's books.
+AFTER_CLOSE = Crontab(
+    "brokers: reconcile after the close (16:15 America/New_York, Mon-Fri)",
+    "brokers.reconcile",
+    "15",
+    "16",
+    day_of_week="1-5",
+    timezone="America/New_York",
+    expire_seconds=3600,
+    kwargs='{"trigger": "schedule"}',
+    description="end-of-day reconciliation after the US close",
+)
+
+# --- notifications ------------------------------------------------------------------------
+
+NOTIFICATION_SCHEDULES: tuple[Interval, ...] = (
+    Interval(
+        "notifications: sweep stuck deliveries (every 60 s)",
+        "notifications.sweep",
+        60,
+        50,
+        "re-queue deliveries left pending (broker down) or sending (worker died)",
+    ),
+    Interval(
+        "notifications: Alertmanager watchdog check (every 60 s)",
+        "notifications.watchdog_check",
+        60,
+        50,
+        "critical alert when the Watchdog is older than ALERTMANAGER_WATCHDOG_MAX_AGE_SECONDS",
+    ),
+)
+
+# --- all of them: what the migrated database holds -----------------------------------------
+
+SCHEDULES: tuple[Crontab | Interval, ...] = (
+    *MAINTENANCE_SCHEDULES,
+    HEARTBEAT,
+    *BROKER_SCHEDULES,
+    AFTER_CLOSE,
+    *NOTIFICATION_SCHEDULES,
+)

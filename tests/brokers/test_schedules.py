@@ -9,8 +9,8 @@ import pytest
 from django.conf import settings
 from django_celery_beat.models import PeriodicTask
 
-from apps.brokers.schedules import AFTER_CLOSE, BROKER_SCHEDULES
 from apps.core.queues import CeleryQueue
+from apps.ops.schedules import AFTER_CLOSE, BROKER_SCHEDULES
 from tests.ops.test_schedules import next_run
 
 pytestmark = pytest.mark.django_db
@@ -22,8 +22,8 @@ def test_migration_when_applied_then_broker_schedules_stored_with_expiries() -> 
         assert task.enabled
         assert task.interval.every == s.every_seconds
         assert 0 < task.expire_seconds <= s.every_seconds  # a backlog never stampedes a broker
-    after_close = PeriodicTask.objects.get(name=AFTER_CLOSE["name"])
-    assert after_close.expire_seconds == AFTER_CLOSE["expire_seconds"]
+    after_close = PeriodicTask.objects.get(name=AFTER_CLOSE.name)
+    assert after_close.expire_seconds == AFTER_CLOSE.expire_seconds
 
 
 def test_routes_when_broker_tasks_then_sender_owns_the_session() -> None:
@@ -44,5 +44,5 @@ def test_routes_when_broker_tasks_then_sender_owns_the_session() -> None:
     ],
 )
 def test_after_close_reconcile_when_dst_changes_then_1615_new_york_on_weekdays(now, expected_utc):
-    task = PeriodicTask.objects.get(name=AFTER_CLOSE["name"])
+    task = PeriodicTask.objects.get(name=AFTER_CLOSE.name)
     assert next_run(task, now) == expected_utc

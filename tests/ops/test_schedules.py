@@ -1,10 +1,14 @@
-"""The maintenance calendar as django-celery-beat builds it: next run times in each zone,
-across the Europe/Madrid DST changes, with a fixed "now"."""
+"""The beat schedules: the migrated database holds exactly what apps/ops/schedules.py
+declares (and migrations import no app code), and the maintenance calendar as
+django-celery-beat builds it: next run times in each zone, across the Europe/Madrid DST
+changes, with a fixed "now"."""
 
 from __future__ import annotations
 
+import ast
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,11 +16,18 @@ from django.conf import settings
 from django_celery_beat.models import PeriodicTask
 
 from apps.core.queues import CeleryQueue
-from apps.ops.schedules import HEARTBEAT_NAME, MAINTENANCE_SCHEDULES
+from apps.ops.schedules import (
+    HEARTBEAT_NAME,
+    MAINTENANCE_SCHEDULES,
+    SCHEDULES,
+    Crontab,
+    Interval,
+)
 
 pytestmark = pytest.mark.django_db
 
 MADRID = ZoneInfo("Europe/Madrid")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def task_named(prefix: str) -> PeriodicTask:
@@ -39,6 +50,108 @@ def next_run(task: PeriodicTask, now: datetime) -> datetime:
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+def declared(s: Crontab | Interval) -> dict[str, object]:
+    """A schedule of apps/ops/schedules.py as the fields of its PeriodicTask row."""
+    if isinstance(s, Crontab):
+        when = ("crontab", s.minute, s.hour, s.day_of_week, s.day_of_month, s.month_of_year)
+        when += (s.timezone,)
+    else:
+        when = ("interval", s.every_seconds, "seconds")
+    return {
+        "task": s.task,
+        "schedule": when,
+        "args": "[]",
+        "kwargs": s.kwargs,
+        "expire_seconds": s.expire_seconds,
+        "enabled": True,
+        "one_off": False,
+        "description": s.description,
+    }
+
+
+def stored(t: PeriodicTask) -> dict[str, object]:
+    """A PeriodicTask row as the same fields."""
+    if t.crontab is not None:
+        c = t.crontab
+        when = ("crontab", c.minute, c.hour, c.day_of_week, c.day_of_month, c.month_of_year)
+        when += (str(c.timezone),)
+    elif t.interval is not None:
+        when = ("interval", t.interval.every, t.interval.period)
+    else:
+        when = ("solar" if t.solar_id else "clocked", t.solar_id or t.clocked_id)
+    return {
+        "task": t.task,
+        "schedule": when,
+        "args": t.args,
+        "kwargs": t.kwargs,
+        "expire_seconds": t.expire_seconds,
+        "enabled": t.enabled,
+        "one_off": t.one_off,
+        "description": t.description,
+    }
+
+
+def test_migrated_database_when_compared_then_beat_schedule_equals_apps_ops_schedules():
+    """Migrations carry literal copies of the schedules, so they and the module can drift
+    apart: this test is what keeps them in step."""
+    names = [s.name for s in SCHEDULES]
+    assert len(names) == len(set(names)), "two schedules in apps/ops/schedules.py share a name"
+    module = {s.name: declared(s) for s in SCHEDULES}
+    database = {
+        t.name: stored(t)
+        for t in PeriodicTask.objects.select_related("crontab", "interval").order_by("name")
+    }
+
+    problems = [f"- only in apps/ops/schedules.py: {n!r}" for n in module.keys() - database.keys()]
+    problems += [f"- only in the database: {n!r}" for n in database.keys() - module.keys()]
+    for name in sorted(module.keys() & database.keys()):
+        for field, want in module[name].items():
+            got = database[name][field]
+            if got != want:
+                problems.append(f"- {name!r} {field}: module {want!r}, database {got!r}")
+    assert not problems, (
+        "the beat schedule of the migrated database differs from apps/ops/schedules.py:\n"
+        + "\n".join(sorted(problems))
+        + "\nadd a data migration (apps/ops/migrations) that makes this change in the database, "
+        "with the schedule data written out in the migration and the models from "
+        "apps.get_model(...); a migration never imports apps.*"
+    )
+
+
+def imported_modules(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            found.add("." * node.level + (node.module or ""))
+    return found
+
+
+def test_migrations_when_parsed_then_none_imports_project_code():
+    """A migration that imports live code changes what it does when that code changes."""
+    migrations = sorted(ROOT.glob("apps/*/migrations/[0-9]*.py"))
+    assert migrations
+    offending = {
+        str(path.relative_to(ROOT)): sorted(
+            m
+            for m in imported_modules(path)
+            if m.split(".")[0] in ("apps", "tradebot") or m.startswith(".")
+        )
+        for path in migrations
+    }
+    assert {path: mods for path, mods in offending.items() if mods} == {}
+
+
+def test_schedules_when_declared_then_every_task_is_a_registered_celery_task():
+    from tradebot.celery import app
+
+    app.loader.import_default_modules()
+    assert {s.task for s in SCHEDULES} - set(app.tasks) == set()
 
 
 def test_migration_when_applied_then_every_schedule_stored_with_expiry_and_enabled():
