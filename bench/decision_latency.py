@@ -191,9 +191,9 @@ def replay(
     from django.utils import timezone
 
     from apps.engine.runner import Engine
-    from apps.trading import services
     from apps.trading.models import Order
-    from apps.trading.services import account_get_or_create
+    from apps.trading.services import decisions as services
+    from apps.trading.services.accounts import account_get_or_create
 
     # When decision_make's on-commit hook has handed the order to Celery (the engine's part).
     enqueued: list[datetime] = []

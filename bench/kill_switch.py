@@ -110,7 +110,7 @@ def one_close_ms() -> float:
     """Baseline: one position closed alone in KILL, through the same path."""
     from apps.risk.models import SystemState
     from apps.trading.models import Position
-    from apps.trading.services import position_close_now
+    from apps.trading.services.kill_switch import position_close_now
 
     SystemState.objects.update_or_create(pk=1, defaults={"mode": "kill"})
     position = Position.objects.exclude(quantity=0).select_related("account", "instrument").first()
@@ -133,8 +133,8 @@ def main() -> int:
         logging.getLogger("apps.risk.services").setLevel(logging.CRITICAL)
         from django.utils import timezone
 
-        from apps.risk.services import kill_switch_engage
         from apps.trading.models import Order, Position
+        from apps.trading.services.kill_switch import kill_switch_engage
 
         persisted, cancelled, flat, total = [], [], [], []
         singles = []

@@ -148,7 +148,8 @@ def main() -> int:
             logging.disable(logging.INFO)
             from apps.marketdata.models import AssetClass, Instrument
             from apps.risk.models import RiskLimit
-            from apps.trading.services import account_get_or_create, venue_for
+            from apps.trading.services.accounts import account_get_or_create
+            from apps.trading.services.common import venue_for
             from tradebot.celery import app
 
             with app.connection_for_write() as conn:

@@ -60,7 +60,8 @@ from apps.risk.models import Alert, Incident, ModeChange, ModeSource
 from apps.risk.services import alert_raise, alert_resolve, system_mode_get, system_mode_set
 from apps.trading import realtime
 from apps.trading.models import Account, Broker, Order, Position
-from apps.trading.services import fill_apply, venue_for
+from apps.trading.services.common import venue_for
+from apps.trading.services.fills import fill_apply
 from apps.trading.venues.mapping import venue_order
 
 logger = logging.getLogger(__name__)

@@ -52,6 +52,12 @@ _OPEN: frozenset[OrderStatus] = frozenset(
     {_S.SUBMITTED, _S.ACCEPTED, _S.PARTIALLY_FILLED, _S.PENDING_CANCEL}
 )
 
+# Every status of an order not yet final, as stored: the ones still working at the venue
+# plus INITIALIZED (recorded, not sent yet). The one list every query of "open orders" uses.
+OPEN_STATUSES: tuple[str, ...] = tuple(s.value for s in OrderStatus if s.is_open) + (
+    OrderStatus.INITIALIZED.value,
+)
+
 ORDER_TRANSITIONS: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
     {
         (_S.INITIALIZED, _S.DENIED),  # risk check refused it

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 # Epoch values at or above this are taken as milliseconds (1e11 s is year 5138).
 _EPOCH_MS_THRESHOLD = 100_000_000_000
@@ -71,3 +71,24 @@ def parse_utc(value: str) -> datetime:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return ensure_utc(parsed)
+
+
+def parse_day_boundary(text: str) -> time:
+    """``"HH:MM"`` (UTC) -> ``time``; raises ValueError naming the expected form."""
+    try:
+        hours, minutes = text.strip().split(":")
+        return time(int(hours), int(minutes))
+    except ValueError:
+        raise ValueError(f"day boundary {text!r} is not HH:MM (e.g. 00:00 or 22:00)") from None
+
+
+def day_start(ts: datetime, boundary: time) -> datetime:
+    """The start of the trading day containing ``ts``: the last ``boundary`` at or before it.
+
+    ``ts`` is aware UTC (market time: the bar's time in a replay); the boundary is a
+    UTC wall time, e.g. 22:00 for a day that starts at 22:00 UTC.
+    """
+    start = datetime.combine(ts.date(), boundary, tzinfo=ts.tzinfo)
+    if start > ts:
+        start -= timedelta(days=1)
+    return start

@@ -710,12 +710,10 @@ def mode_change(*, target: str, actor: str, reason: str, execute: bool) -> str:
     if not execute:
         return f"would change {plan}"
     if wanted is SystemMode.KILL:
-        from apps.risk import services as risk
+        from apps.trading.services.kill_switch import kill_switch_engage
 
-        engage = getattr(risk, "kill_switch_engage", None)
-        if engage is not None:
-            report = engage(actor=actor, source="cli", reason=reason)
-            return f"changed {plan}: {report}"
+        report = kill_switch_engage(actor=actor, source="cli", reason=reason)
+        return f"changed {plan}: {report}"
     from apps.risk.services import system_mode_set
 
     try:
@@ -732,11 +730,10 @@ def mode_change(*, target: str, actor: str, reason: str, execute: bool) -> str:
 
 
 def working_orders() -> list[Any]:
-    from apps.model.orders import OrderStatus
+    from apps.model.orders import OPEN_STATUSES
     from apps.trading.models import Order
 
-    working = [s.value for s in OrderStatus if s.is_open] + [OrderStatus.INITIALIZED.value]
-    return list(Order.objects.filter(status__in=working).select_related("instrument"))
+    return list(Order.objects.filter(status__in=OPEN_STATUSES).select_related("instrument"))
 
 
 @dataclass

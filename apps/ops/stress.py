@@ -215,7 +215,7 @@ def stress_portfolios() -> list[tuple[Portfolio, dict[str, int]]]:
 
 
 def _var_inputs(ids: dict[str, int]) -> VarInputs:
-    from apps.risk.selectors import daily_closes
+    from apps.marketdata.selectors import daily_closes
 
     by_id = daily_closes(instrument_ids=list(ids.values()), days=settings.RISK_VAR_WINDOW_DAYS)
     _, aligned = align_daily_closes({s: by_id.get(i, {}) for s, i in ids.items()})

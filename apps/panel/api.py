@@ -7,7 +7,7 @@ AuditEvent "api.refused" (the service may audit its own refusal as well).
 
     POST /api/mode    {"mode": "pause" | "resume" | "normal" | "observation", "reason": "..."}
     POST /api/kill    {"reason": "...", "confirm": true}
-    GET  /api/risk    -> apps.risk.selectors.risk_overview()
+    GET  /api/risk    -> apps.trading.selectors.risk_overview()
     POST /api/limits  {"account_id": 1 (default: the engine's account), "values": {"max_order_notional": "5000", ...}}
 """
 
@@ -165,7 +165,7 @@ class RiskGetApi(VerifiedStaffApi):
     http_method_names = ["get"]
 
     def get(self, request: HttpRequest) -> JsonResponse:
-        from apps.risk.selectors import risk_overview
+        from apps.trading.selectors import risk_overview
 
         return JsonResponse(jsonable(risk_overview()))
 

@@ -23,6 +23,7 @@ from apps.panel.forms import IncidentUpdateForm, KillSwitchForm, ModeSetForm, Ri
 from apps.panel.views import actor_for
 from apps.risk import services as risk_services
 from apps.risk.models import ModeSource
+from apps.trading.services import kill_switch
 
 
 def _form_errors(form: Any) -> str:
@@ -90,7 +91,7 @@ class KillSwitchView(VerifiedStaffRequiredMixin, View):
         if not form.cleaned_data["confirm"]:
             return render(request, "panel/kill_confirm.html", {"reason": reason})
         try:
-            report = risk_services.kill_switch_engage(
+            report = kill_switch.kill_switch_engage(
                 actor=actor_for(request), source=ModeSource.PANEL.value, reason=reason
             )
         except ApplicationError as exc:

@@ -36,7 +36,8 @@ class OverviewView(VerifiedStaffRequiredMixin, TemplateView):
     template_name = "panel/overview.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from apps.risk.selectors import alert_list_open, risk_overview
+        from apps.risk.selectors import alert_list_open
+        from apps.trading.selectors import risk_overview
 
         context = super().get_context_data(**kwargs)
         snapshot = overview_snapshot()
@@ -65,7 +66,7 @@ class RiskView(VerifiedStaffRequiredMixin, TemplateView):
     template_name = "panel/risk.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from apps.risk.selectors import risk_overview
+        from apps.trading.selectors import risk_overview
 
         context = super().get_context_data(**kwargs)
         account = Account.objects.filter(name=settings.ENGINE_ACCOUNT).first()

@@ -9,8 +9,10 @@ Lock order (as in apps.trading.services): SystemState -> Order -> Position -> Ac
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
@@ -22,15 +24,15 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.core.realtime import GROUP_PANEL, broadcast
+from apps.model.time import day_start, parse_day_boundary
+from apps.risk import messages
 from apps.risk.domain.checks import RiskLimits
 from apps.risk.domain.metrics import (
     MonitorThresholds,
     MonitorVerdict,
     daily_pnl_pct,
-    day_start,
     drawdown,
     equity_verdict,
-    parse_day_boundary,
 )
 from apps.risk.domain.modes import SystemMode, mode_change_refusal
 from apps.risk.exceptions import (
@@ -43,7 +45,6 @@ from apps.risk.models import (
     Alert,
     AlertSeverity,
     EquityMonitor,
-    HypotheticalTrade,
     Incident,
     IncidentStatus,
     ModeChange,
@@ -55,17 +56,13 @@ from apps.risk.models import (
 __all__ = [
     "AlertInvalid",
     "IncidentRefused",
-    "KillReport",
     "ModeChangeRefused",
     "RiskLimitInvalid",
     "alert_raise",
     "alert_resolve",
     "equity_observe",
-    "hypothetical_fills_apply",
-    "hypothetical_trade_record",
     "incident_close",
     "incident_update",
-    "kill_switch_engage",
     "risk_limit_set",
     "risk_limits_for",
     "risk_limits_from",
@@ -205,7 +202,7 @@ def _mode_record(
         },
     )
     _notify_on_commit(
-        "mode_change_notify",
+        messages.mode_change_notify,
         previous=previous,
         mode=target.value,
         actor=actor,
@@ -216,18 +213,12 @@ def _mode_record(
     return change
 
 
-def _notify_on_commit(name: str, **kwargs: Any) -> None:
-    """Call ``apps.notifications.services.<name>(**kwargs)`` once the change has committed.
+def _notify_on_commit(message: Callable[..., Any], **kwargs: Any) -> None:
+    """Send ``message(**kwargs)`` (``apps.risk.messages``) once the change has committed.
 
     robust: a notification failing is logged and never undoes or blocks the change.
     """
-
-    def send() -> None:
-        from apps.notifications import services
-
-        getattr(services, name)(**kwargs)
-
-    transaction.on_commit(send, robust=True)
+    transaction.on_commit(functools.partial(message, **kwargs), robust=True)
 
 
 def system_mode_set(
@@ -241,8 +232,10 @@ def system_mode_set(
 ) -> SystemState:
     """Change the system mode through the mode machine; record and push every change.
 
-    Any mode -> KILL is always allowed and runs the kill switch (``kill_switch_engage``).
-    NORMAL, OBSERVATION and PAUSE move among themselves. KILL is latched: it is left
+    KILL is not set here: risk latches it (``kill_latch``) when the kill switch runs
+    (``apps.trading.services.kill_switch.mode_change``, the entry point for any requested
+    mode, hands KILL to it); asked for KILL, this refuses. NORMAL, OBSERVATION and
+    PAUSE move among themselves. KILL is latched: it is left
     only to OBSERVATION, by a staff ``user`` with ``otp_verified`` True, once the
     Incident opened by this KILL is closed; leaving KILL restarts the drawdown
     reference of the automatic rules at the current equity.
@@ -261,8 +254,14 @@ def system_mode_set(
         _refuse(ModeChangeRefused, exc.message, actor=actor, action="mode.refused", data=base)
     reason = reason.strip()
     if target is SystemMode.KILL:
-        kill_switch_engage(actor=actor, source=source, reason=reason)
-        return system_state_get()
+        _refuse(
+            ModeChangeRefused,
+            "KILL is engaged by the kill switch (apps.trading.services.kill_switch), "
+            "not by a mode change",
+            actor=actor,
+            action="mode.refused",
+            data=base,
+        )
 
     refusal = ""
     with transaction.atomic():
@@ -308,48 +307,23 @@ def system_mode_set(
 # --- kill switch --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KillReport:
-    """What the kill switch did. ``flat``: no position left open at any account."""
+def kill_latch(*, actor: str, source: str, reason: str) -> tuple[Incident, datetime]:
+    """Latch KILL: the decision half of the kill switch (the acting half is
+    ``apps.trading.services.kill_switch.kill_switch_engage``, its only caller).
 
-    mode_persisted_at: datetime
-    cancels_sent: int
-    closing_orders: tuple[str, ...]
-    flat: bool
-    incident_id: int | None = None
-    orders_denied: int = 0
-    cancels_done_at: datetime | None = None
-    flat_at: datetime | None = None
-    errors: tuple[str, ...] = field(default=())
-
-
-def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
-    """Latch KILL, then cancel every open order and close every position, here and now.
-
-    1. In its own transaction, committed before anything else: the mode row is locked
-       FOR UPDATE (waiting for any send checking the gate), set to KILL, the change is
-       recorded (ModeChange, AuditEvent) with an open Incident linked to it, and
-       "mode.changed" goes to the panel. From this commit on, ``order_send`` denies
-       every order but the kill switch's own closing orders, whatever Celery does.
-       (Call it outside a transaction, as every caller does, so the latch is committed
-       first.) Engaging again while in KILL sweeps again, under the same incident.
-    2. Every open order at every account is cancelled through its venue (an order
-       never sent, INITIALIZED, is DENIED instead).
-    3. Every position is closed by a reduce-only market order sent through
-       ``order_send`` in this process; the paper broker fills it at once at the last
-       mark (see ``PaperVenue.fill_at_mark``), real brokers report their fills later.
-
-    No Celery worker is involved, so it works with the workers down or the queue
-    backlogged. Returns the KillReport (also stored on the incident).
+    In its own transaction, committed before anything else: the mode row is locked
+    FOR UPDATE (waiting for any send checking the gate), set to KILL, the change is
+    recorded (ModeChange, AuditEvent) with an open Incident linked to it, and
+    "mode.changed" goes to the panel. From this commit on, ``order_send`` denies every
+    order but the kill switch's own closing orders. Latching again while in KILL
+    reuses the open incident ("kill.reengaged"). Returns the incident and when the
+    latch was committed.
 
     Raises
     ------
     ModeChangeRefused
         Unknown source or empty reason (audited, nothing changed).
     """
-    from apps.trading.models import Account, Position
-    from apps.trading.services import orders_cancel_all, positions_close_all
-
     try:
         _check_request(source=source, reason=reason)
     except ModeChangeRefused as exc:
@@ -389,49 +363,17 @@ def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
                 data={"reason": reason, "source": source, "incident": incident.pk},
             )
     mode_persisted_at = timezone.now()
+    return incident, mode_persisted_at
 
-    cancels = denied = 0
-    errors: list[str] = []
-    accounts = list(Account.objects.order_by("id"))
-    for account in accounts:
-        result = orders_cancel_all(account=account, actor=actor, reason=f"kill switch: {reason}")
-        cancels += result.cancels_sent
-        denied += result.denied
-        errors.extend(result.errors)
-    cancels_done_at = timezone.now()
 
-    closing: list[str] = []
-    for account in accounts:
-        try:
-            orders, close_errors = positions_close_all(account=account, actor=actor, reason=reason)
-        except Exception as exc:  # noqa: BLE001 - one broker failing must not stop the others
-            logger.exception("kill switch: closing the positions of %s failed", account)
-            errors.append(f"close {account.name}: {exc}")
-            continue
-        closing.extend(o.client_order_id for o in orders)
-        errors.extend(close_errors)
-    flat = not Position.objects.exclude(quantity=0).exists()
-    flat_at = timezone.now() if flat else None
-
-    report = KillReport(
-        mode_persisted_at=mode_persisted_at,
-        cancels_sent=cancels,
-        closing_orders=tuple(closing),
-        flat=flat,
-        incident_id=incident.pk,
-        orders_denied=denied,
-        cancels_done_at=cancels_done_at,
-        flat_at=flat_at,
-        errors=tuple(errors),
-    )
-    summary = {
-        "mode_persisted_at": mode_persisted_at.isoformat(),
-        "cancels_sent": cancels,
-        "orders_denied": denied,
-        "closing_orders": closing,
-        "flat": flat,
-        "errors": errors,
-    }
+def kill_report_record(
+    *, incident: Incident, actor: str, source: str, reason: str, summary: dict[str, Any]
+) -> None:
+    """Record what the kill switch did: on the incident, in the audit log, as a critical
+    alert and (on commit) as a notification with the report."""
+    cancels = summary["cancels_sent"]
+    closing = summary["closing_orders"]
+    flat = summary["flat"]
     Incident.objects.filter(pk=incident.pk).update(kill_report=summary)
     audit_record(
         actor=actor,
@@ -444,7 +386,9 @@ def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
             **summary,
         },
     )
-    _notify_on_commit("kill_report_notify", incident_id=incident.pk, actor=actor, summary=summary)
+    _notify_on_commit(
+        messages.kill_report_notify, incident_id=incident.pk, actor=actor, summary=summary
+    )
     alert_raise(
         severity=AlertSeverity.CRITICAL,
         code="kill_switch",
@@ -454,7 +398,6 @@ def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
         ),
         data={"incident": incident.pk, **summary},
     )
-    return report
 
 
 # --- incidents ----------------------------------------------------------------------------
@@ -795,7 +738,8 @@ def equity_observe(
     """Record one equity mark and apply the automatic rules (call outside a transaction).
 
     Drawdown (peak to trough of marked equity) > RISK_DRAWDOWN_WARN: warning alert;
-    > RISK_DRAWDOWN_KILL: the kill switch (actor "rule:drawdown", source "rule").
+    > RISK_DRAWDOWN_KILL: the verdict's mode is KILL, and the caller engages the kill
+    switch (risk decides, trading acts: see ``apps.trading.services.marking``).
     Daily P&L against the equity at the start of the trading day (the day starts at
     RISK_DAY_BOUNDARY_UTC in market time, ``ts``: the bar time in a replay)
     < -RISK_DAILY_LOSS_WARN: warning; < -RISK_DAILY_LOSS_PAUSE: PAUSE (actor
@@ -853,9 +797,7 @@ def equity_observe(
     }
     for alert in verdict.alerts:
         alert_raise(severity=alert.severity, code=alert.code, message=alert.message, data=numbers)
-    if verdict.mode is SystemMode.KILL:
-        kill_switch_engage(actor="rule:drawdown", source=ModeSource.RULE, reason=verdict.reason)
-    elif verdict.mode is SystemMode.PAUSE:
+    if verdict.mode is SystemMode.PAUSE:
         try:
             system_mode_set(
                 mode=SystemMode.PAUSE,
@@ -866,73 +808,3 @@ def equity_observe(
         except ModeChangeRefused as exc:  # the mode changed meanwhile (e.g. KILL): keep it
             logger.warning("daily loss rule: pause refused: %s", exc.message)
     return verdict
-
-
-# --- OBSERVATION: the hypothetical book ---------------------------------------------------
-
-
-def observation_started() -> ModeChange | None:
-    """The ModeChange that started the OBSERVATION in force (None if none recorded)."""
-    return ModeChange.objects.filter(to_mode=SystemMode.OBSERVATION.value).order_by("-id").first()
-
-
-def hypothetical_position(*, account_id: int, instrument_id: int) -> Decimal:
-    """Net quantity the current observation period would have traded (pending included)."""
-    start = observation_started()
-    total = Decimal(0)
-    for side, quantity in HypotheticalTrade.objects.filter(
-        account_id=account_id, instrument_id=instrument_id, observation=start
-    ).values_list("side", "quantity"):
-        total += quantity if side == "buy" else -quantity
-    return total
-
-
-def hypothetical_trade_record(
-    *,
-    account_id: int,
-    instrument_id: int,
-    decision_id: int,
-    side: str,
-    quantity: Decimal,
-    price: Decimal,
-    bar_ts: datetime,
-) -> HypotheticalTrade:
-    """Record what an OBSERVATION decision would have traded (filled at the next bar's open)."""
-    return HypotheticalTrade.objects.create(
-        account_id=account_id,
-        instrument_id=instrument_id,
-        observation=observation_started(),
-        decision_id=decision_id,
-        side=side,
-        quantity=quantity,
-        decision_price=price,
-        decision_bar_ts=bar_ts,
-    )
-
-
-def hypothetical_fills_apply(*, bar: Any) -> int:
-    """Fill the pending hypothetical trades of ``bar``'s instrument at its open.
-
-    Same rule as the paper broker: a trade decided on an earlier bar fills at this
-    bar's open, with the paper slippage and fee rate. Returns how many were filled.
-    """
-    from apps.model.paper import SlippageModel
-    from apps.model.values import Side
-
-    pending = list(
-        HypotheticalTrade.objects.filter(
-            instrument__symbol=bar.instrument, fill_ts__isnull=True, decision_bar_ts__lt=bar.ts
-        )
-    )
-    if not pending:
-        return 0
-    slippage = SlippageModel(bps=settings.PAPER_SLIPPAGE_BPS)
-    for trade in pending:
-        price = slippage.apply(bar.open, Side(trade.side))
-        trade.fill_price = price.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
-        trade.fill_ts = bar.ts
-        trade.fee = (trade.quantity * price * settings.PAPER_FEE_RATE).quantize(
-            MONEY_QUANTUM, rounding=ROUND_HALF_EVEN
-        )
-    HypotheticalTrade.objects.bulk_update(pending, ["fill_price", "fill_ts", "fee"])
-    return len(pending)

@@ -196,7 +196,7 @@ class BotCommands:
         return "\n".join(lines)
 
     def _cmd_pnl(self, **_: Any) -> str:
-        from apps.risk.selectors import risk_overview
+        from apps.trading.selectors import risk_overview
 
         snap = self._snapshot()
         equity = snap["equity"]
@@ -265,7 +265,7 @@ class BotCommands:
 
     def _cmd_kill(self, *, args: str, actor: str, key: tuple[int, int | None]) -> str:
         from apps.risk.models import ModeSource
-        from apps.risk.services import kill_switch_engage
+        from apps.trading.services.kill_switch import kill_switch_engage
 
         now = self.clock()
         seconds = int(self.confirm_window.total_seconds())

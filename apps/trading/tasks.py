@@ -27,7 +27,7 @@ ORDER_TASK_EXPIRES_SECONDS = 60
     send_events=False,
 )
 def order_send(order_id: int) -> str:
-    from apps.trading.services import order_send as order_send_service
+    from apps.trading.services.orders import order_send as order_send_service
 
     order = order_send_service(order_id=order_id)
     return order.status

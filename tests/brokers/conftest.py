@@ -11,7 +11,7 @@ import pytest
 from apps.marketdata.models import Instrument
 from apps.risk.models import RiskLimit
 from apps.trading.models import Account, Order
-from apps.trading.services import account_get_or_create
+from apps.trading.services.accounts import account_get_or_create
 from apps.trading.venues.factory import venues_reset
 from apps.trading.venues.kraken import kraken_client_order_id
 from tests.fakes.kraken import KrakenFake, kraken_fake_running

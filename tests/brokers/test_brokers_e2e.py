@@ -13,11 +13,13 @@ from apps.brokers.services import broker_sync, reconcile_account
 from apps.marketdata.models import AssetClass, Instrument
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import RiskLimit
-from apps.risk.services import kill_switch_engage, system_mode_get
+from apps.risk.services import system_mode_get
 from apps.strategies.domain.base import Signal, SignalAction
-from apps.trading import services
 from apps.trading.models import Account, Fill, Order, Position
-from apps.trading.services import account_get_or_create, decision_make
+from apps.trading.services import orders as services
+from apps.trading.services.accounts import account_get_or_create
+from apps.trading.services.decisions import decision_make
+from apps.trading.services.kill_switch import kill_switch_engage
 from apps.trading.venues.factory import venues_reset
 from tests.brokers.conftest import broker_orders, kraken_account
 from tests.fakes.tws import TwsFake

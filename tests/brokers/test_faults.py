@@ -24,8 +24,9 @@ from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Alert, Incident
 from apps.risk.services import system_mode_get
 from apps.strategies.domain.base import SignalAction
-from apps.trading import services
 from apps.trading.models import Fill, Order, Position
+from apps.trading.services import orders as services
+from apps.trading.services.common import venue_for
 from tests.brokers.conftest import broker_orders, kraken_account
 from tests.trading.services.test_decision_make import decide
 
@@ -148,7 +149,7 @@ def test_fill_when_reported_before_the_ack_then_booked_once_and_ack_recorded(
 
     # The execution reaches us first: another process (the reconcile command, the panel)
     # re-requests the fills while the sender still waits for its ack.
-    control = services.venue_for(order.account, purpose="control")
+    control = venue_for(order.account, purpose="control")
     applied = fills_sync(order.account, control, session_for(order.account))
     order.refresh_from_db()
     assert applied.fills_applied == 1

@@ -27,7 +27,7 @@ from apps.brokers.services import orders_outbox_sweep, reconcile_account
 from apps.marketdata.models import Instrument
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Order
-from apps.trading.services import decision_make
+from apps.trading.services.decisions import decision_make
 from tests.brokers.conftest import broker_orders, kraken_account, kraken_env
 from tests.fakes.redis_server import RedisServer
 from tests.fakes.tcp_proxy import TcpProxy

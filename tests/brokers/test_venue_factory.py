@@ -6,7 +6,7 @@ import pytest
 
 from apps.credentials.services import broker_credential_set
 from apps.model.venues import VenueConfigurationError
-from apps.trading.services import venue_for
+from apps.trading.services.common import venue_for
 from apps.trading.venues.factory import venues_reset
 from apps.trading.venues.ibkr import IbkrVenue
 from apps.trading.venues.kraken import KrakenVenue

@@ -26,12 +26,10 @@ from apps.marketdata.services import instrument_get_or_create
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
 from apps.trading.models import Order
-from apps.trading.services import (
-    account_get_or_create,
-    fill_apply,
-    mark_to_market,
-    new_client_order_id,
-)
+from apps.trading.services.accounts import account_get_or_create
+from apps.trading.services.common import new_client_order_id
+from apps.trading.services.fills import fill_apply
+from apps.trading.services.marking import mark_to_market
 from tests.loopback import binary, free_port, http_get, server
 
 pytestmark = pytest.mark.django_db

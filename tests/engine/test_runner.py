@@ -94,7 +94,7 @@ def test_engine_when_fill_bar_replayed_then_fill_counted_once(eager_celery) -> N
     # The bar that produced the first fill arrives again (a restart replaying it).
     replayed = next(b for b in bars if b.ts == first_fill.ts)
     for fill in engine.venue.match(replayed):
-        from apps.trading.services import fill_apply
+        from apps.trading.services.fills import fill_apply
 
         assert fill_apply(fill=fill) is None
 

@@ -27,7 +27,9 @@ from apps.risk.services import system_mode_set
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sma_cross import SmaCross
 from apps.trading.models import Account, Fill, Order, Position
-from apps.trading.services import account_get_or_create, decision_make, fill_apply
+from apps.trading.services.accounts import account_get_or_create
+from apps.trading.services.decisions import decision_make
+from apps.trading.services.fills import fill_apply
 from apps.trading.tasks import order_send as order_send_task
 from apps.trading.venues.paper import PaperVenue
 from tests.integration.conftest import CeleryWorker, wait_for

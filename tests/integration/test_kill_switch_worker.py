@@ -12,10 +12,12 @@ from apps.audit.models import AuditEvent
 from apps.marketdata.services import instrument_get_or_create
 from apps.model.orders import OrderStatus
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import kill_switch_engage, system_mode_get
+from apps.risk.services import system_mode_get
 from apps.strategies.domain.base import SignalAction
 from apps.trading.models import Order, Position
-from apps.trading.services import account_get_or_create, fill_apply
+from apps.trading.services.accounts import account_get_or_create
+from apps.trading.services.fills import fill_apply
+from apps.trading.services.kill_switch import kill_switch_engage
 from apps.trading.venues.paper import PaperVenue
 from tests.integration.conftest import CeleryWorker, wait_for
 from tests.integration.test_execution_worker import (

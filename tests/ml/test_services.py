@@ -133,7 +133,8 @@ def test_live_strategy_when_bars_arrive_then_predictions_logged_and_decision_lin
     # Arrange: the live engine path with the ML strategy on the active model
     from apps.marketdata.services import instrument_get_or_create
     from apps.strategies.domain.base import SignalAction
-    from apps.trading.services import account_get_or_create, decision_make
+    from apps.trading.services.accounts import account_get_or_create
+    from apps.trading.services.decisions import decision_make
 
     instrument_get_or_create(symbol="BTC-USDT")
     account = account_get_or_create(name="ml-test")

@@ -6,7 +6,8 @@ import pytest
 
 from apps.notifications.models import Notification
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import kill_switch_engage, system_mode_get, system_mode_set
+from apps.risk.services import system_mode_get, system_mode_set
+from apps.trading.services.kill_switch import kill_switch_engage
 
 pytestmark = pytest.mark.django_db
 

@@ -17,12 +17,10 @@ from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
 from apps.ops.services import maintenance_run
 from apps.trading.models import Account, Order
-from apps.trading.services import (
-    account_get_or_create,
-    fill_apply,
-    mark_to_market,
-    new_client_order_id,
-)
+from apps.trading.services.accounts import account_get_or_create
+from apps.trading.services.common import new_client_order_id
+from apps.trading.services.fills import fill_apply
+from apps.trading.services.marking import mark_to_market
 
 ACCOUNT = "metrics"
 # (side, decision price, fill price): slippage +50, +50 and -10 bps, mean +30 bps.

@@ -157,7 +157,7 @@ def test_metrics_when_orders_filled_then_fill_rate_slippage_and_orders_today_exa
 
 
 def test_metrics_when_no_order_finished_then_fill_rate_and_slippage_absent(client) -> None:
-    from apps.trading.services import account_get_or_create
+    from apps.trading.services.accounts import account_get_or_create
 
     account_get_or_create(name="idle")
 

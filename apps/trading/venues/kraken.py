@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 
 BROKER = "kraken"  # apps.trading.models.Broker.KRAKEN (not imported: no Django needed here)
 
-# Our client order ids (apps.trading.services.new_client_order_id and the kill switch's).
+# Our client order ids (apps.trading.services.common.new_client_order_id and the kill switch's).
 ORDER_ID_PREFIX = "tb-"
 KILL_ORDER_ID_PREFIX = "tb-kill-"
 _OUR_ID = re.compile(r"tb-([0-9a-f]{32})")

@@ -11,16 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from apps.model.time import day_start, parse_day_boundary
 from apps.risk.domain.metrics import (
     MonitorThresholds,
     align_daily_closes,
     correlation_matrix,
     daily_pnl_pct,
-    day_start,
     drawdown,
     equity_verdict,
     historical_var,
-    parse_day_boundary,
 )
 from apps.risk.domain.modes import SystemMode
 

@@ -12,15 +12,13 @@ from apps.model.values import Side
 from apps.risk.domain.modes import SystemMode
 from apps.risk.exceptions import ModeChangeRefused
 from apps.risk.models import Alert, Incident
-from apps.risk.services import kill_switch_engage, system_mode_get, system_mode_set
+from apps.risk.services import system_mode_get, system_mode_set
 from apps.trading.models import Account, Order, Position
-from apps.trading.services import (
-    KILL_ORDER_PREFIX,
-    account_get_or_create,
-    fill_apply,
-    new_client_order_id,
-    order_send,
-)
+from apps.trading.services.accounts import account_get_or_create
+from apps.trading.services.common import KILL_ORDER_PREFIX, new_client_order_id
+from apps.trading.services.fills import fill_apply
+from apps.trading.services.kill_switch import kill_switch_engage
+from apps.trading.services.orders import order_send
 from tests.trading.factories import T0, accepted_order, instrument, paper_account
 
 pytestmark = pytest.mark.django_db

@@ -19,11 +19,11 @@ from apps.risk.models import Incident, ModeChange
 from apps.risk.services import (
     incident_close,
     incident_update,
-    kill_switch_engage,
     system_mode_get,
     system_mode_set,
     system_state_get,
 )
+from apps.trading.services.kill_switch import kill_switch_engage, mode_change
 from tests.integration.conftest import database_url
 
 pytestmark = pytest.mark.django_db
@@ -103,12 +103,22 @@ def test_bad_requests_are_refused_audited_and_change_nothing(kwargs: dict, messa
 def test_kill_is_always_allowed_and_opens_an_incident() -> None:
     system_mode_set(mode="observation", actor="t", source="cli", reason="r")
 
-    state = system_mode_set(mode="KILL", actor="telegram:42", source="telegram", reason="panic")
+    state = mode_change(mode="KILL", actor="telegram:42", source="telegram", reason="panic")
 
     assert state.mode == "kill"
     incident = Incident.objects.get()
     assert incident.status == "open"
     assert incident.mode_change == ModeChange.objects.filter(to_mode="kill").get()
+
+
+def test_kill_asked_of_risk_mode_machine_refused_audited_nothing_changes() -> None:
+    """Risk decides, trading acts: KILL is latched only by the kill switch."""
+    with pytest.raises(ModeChangeRefused, match="kill switch"):
+        system_mode_set(mode=SystemMode.KILL, actor="t", source="cli", reason="r")
+
+    assert system_mode_get() is not SystemMode.KILL
+    assert not Incident.objects.exists()
+    assert AuditEvent.objects.filter(action="mode.refused").count() == 1
 
 
 @pytest.mark.parametrize(

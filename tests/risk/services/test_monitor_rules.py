@@ -17,11 +17,12 @@ from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Alert, EquityMonitor, Incident, ModeChange
-from apps.risk.selectors import risk_overview
 from apps.risk.services import system_mode_get
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Position
-from apps.trading.services import account_get_or_create, fill_apply
+from apps.trading.selectors import risk_overview
+from apps.trading.services.accounts import account_get_or_create
+from apps.trading.services.fills import fill_apply
 from tests.trading.factories import accepted_order, instrument
 
 pytestmark = pytest.mark.django_db

@@ -14,11 +14,11 @@ from apps.marketdata.services import bar_store
 from apps.model.bars import Bar
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import HypotheticalTrade
-from apps.risk.selectors import hypothetical_pnl, risk_overview
 from apps.risk.services import equity_observe, system_mode_set
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Order
-from apps.trading.services import decision_make
+from apps.trading.selectors import hypothetical_pnl, risk_overview
+from apps.trading.services.decisions import decision_make
 from tests.risk.services.test_kill_switch import hold
 from tests.trading.factories import T0, instrument, paper_account
 

@@ -11,7 +11,10 @@ from apps.risk.domain.modes import SystemMode
 from apps.risk.services import system_mode_set
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Order
-from apps.trading.services import decision_make, fill_apply, order_send
+from apps.trading.services.decisions import decision_make
+from apps.trading.services.fills import fill_apply
+from apps.trading.services.kill_switch import mode_change
+from apps.trading.services.orders import order_send
 from tests.trading.factories import T0, accepted_order, instrument, paper_account
 
 pytestmark = pytest.mark.django_db
@@ -151,7 +154,7 @@ def test_order_send_when_mode_became_kill_after_decision_then_not_sent() -> None
     account = paper_account()
     instrument()
     order = decide(account).order
-    system_mode_set(mode=SystemMode.KILL, actor="test", source="cli", reason="test")
+    mode_change(mode=SystemMode.KILL, actor="test", source="cli", reason="test")
 
     sent = order_send(order_id=order.pk)
 

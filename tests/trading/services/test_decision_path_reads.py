@@ -21,9 +21,10 @@ from apps.risk.domain.modes import SystemMode
 from apps.risk.models import SystemState
 from apps.risk.services import risk_limit_set, system_mode_set
 from apps.strategies.domain.base import Signal, SignalAction
-from apps.trading import services
 from apps.trading.models import Order
-from apps.trading.services import decision_make, order_send
+from apps.trading.services import orders as services
+from apps.trading.services.decisions import decision_make
+from apps.trading.services.orders import order_send
 from tests.trading.factories import T0, instrument, paper_account
 from tests.trading.services.test_decision_make import PARAMS, decide, hold_long
 

@@ -9,7 +9,8 @@ from apps.model.errors import OverfillError
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
 from apps.trading.models import Account, Fill, Order, Position
-from apps.trading.services import fill_apply, mark_to_market
+from apps.trading.services.fills import fill_apply
+from apps.trading.services.marking import mark_to_market
 from tests.trading.factories import T0, accepted_order, instrument, paper_account
 
 pytestmark = pytest.mark.django_db

@@ -10,10 +10,10 @@ from django.db import connection
 
 from apps.audit.models import AuditEvent
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import kill_switch_engage, system_mode_set
 from apps.strategies.domain.base import SignalAction
-from apps.trading import services
 from apps.trading.models import Order
+from apps.trading.services import orders as services
+from apps.trading.services.kill_switch import kill_switch_engage, mode_change
 from apps.trading.venues.paper import PaperVenue
 from tests.trading.factories import instrument, paper_account
 from tests.trading.services.test_decision_make import decide
@@ -43,7 +43,7 @@ def test_order_send_when_kill_lands_after_submitted_then_never_reaches_broker(mo
         if not killed:
             killed.append(True)
             assert Order.objects.get(pk=order.pk).status == "submitted"
-            system_mode_set(mode=SystemMode.KILL, actor="test", source="cli", reason="window test")
+            mode_change(mode=SystemMode.KILL, actor="test", source="cli", reason="window test")
         return venue
 
     monkeypatch.setattr(services, "venue_for", venue_after_kill)

@@ -134,7 +134,7 @@ def test_kraken_client_order_id_when_short_text_then_sent_as_is_and_long_text_re
 
 
 def test_order_id_prefixes_when_compared_with_services_then_the_same():
-    from apps.trading.services import KILL_ORDER_PREFIX, new_client_order_id
+    from apps.trading.services.common import KILL_ORDER_PREFIX, new_client_order_id
 
     assert KILL_ORDER_ID_PREFIX == KILL_ORDER_PREFIX
     ours = new_client_order_id()

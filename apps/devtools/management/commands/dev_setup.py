@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from apps.risk.models import RiskLimit
-from apps.trading.services import account_get_or_create
+from apps.trading.services.accounts import account_get_or_create
 
 
 class Command(BaseCommand):

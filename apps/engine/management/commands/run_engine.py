@@ -22,7 +22,7 @@ from apps.marketdata.models import FeedStatus
 from apps.model.errors import MarketDataError
 from apps.strategies.domain.base import Strategy
 from apps.strategies.domain.registry import build_strategy
-from apps.trading.services import account_get_or_create
+from apps.trading.services.accounts import account_get_or_create
 
 logger = logging.getLogger("apps.engine.runner")
 

@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from apps.marketdata.models import Bar, Instrument
-from apps.risk.selectors import daily_closes
+from apps.marketdata.selectors import daily_closes
 
 # The previous implementation: every bar of the window, sorted. Obviously right, slow.
 REFERENCE_SQL = """

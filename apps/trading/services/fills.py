@@ -1,0 +1,218 @@
+"""Fills booked exactly once, one at a time or many of one account at once."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core import influx
+from apps.core.db import rows_update
+from apps.model.accounting import Position as PositionValue
+from apps.model.orders import Fill as FillValue
+from apps.model.orders import OrderState, OrderStatus
+from apps.model.values import OrderType, Side
+from apps.notifications.services import notify_on_commit
+from apps.trading import realtime
+from apps.trading.models import Account, Fill, Order, Position
+from apps.trading.services.common import BULK_BROADCAST_LIMIT, money
+
+logger = logging.getLogger(__name__)
+
+
+def order_state(order: Order, trade_ids: set[str]) -> OrderState:
+    return OrderState(
+        client_order_id=order.client_order_id,
+        instrument=order.instrument.symbol,
+        side=Side(order.side),
+        order_type=OrderType(order.order_type),
+        quantity=order.quantity,
+        limit_price=order.limit_price,
+        status=OrderStatus(order.status),
+        filled_quantity=order.filled_quantity,
+        avg_fill_price=order.avg_fill_price,
+        fees=order.fees,
+        trade_ids=trade_ids,
+        filled_notional=(order.avg_fill_price or Decimal(0)) * order.filled_quantity,
+    )
+
+
+def _fill_book(
+    *, fill: FillValue, state: OrderState, order: Order, position: Position, account: Account
+) -> Fill:
+    """Book one fill onto the in-memory account, position and order rows; return the unsaved
+    Fill row.
+
+    ``state`` already has the fill applied (which validated it). The caller holds the rows'
+    locks (order -> position -> account) and saves them, one by one or in a batch. Money is
+    rounded half-even to the database's 12 places once per fill.
+    """
+    value = PositionValue(
+        instrument=order.instrument.symbol,
+        quantity=position.quantity,
+        avg_price=position.avg_price,
+        realized_pnl=position.realized_pnl,
+        fees=position.fees,
+    )
+    realized = value.apply_fill(fill)
+    value.fees += fill.fee
+    fee = money(fill.fee)
+    notional = fill.quantity * fill.price
+    account.cash = money(
+        account.cash - notional - fee if fill.side is Side.BUY else account.cash + notional - fee
+    )
+    account.fees_paid = money(account.fees_paid + fee)
+    account.realized_pnl = money(account.realized_pnl + realized)
+    position.quantity = value.quantity
+    position.avg_price = money(value.avg_price)
+    position.realized_pnl = money(value.realized_pnl)
+    position.fees = money(value.fees)
+    position.last_price = fill.price
+    order.status = state.status.value
+    order.filled_quantity = state.filled_quantity
+    order.avg_fill_price = money(state.avg_fill_price) if state.avg_fill_price is not None else None
+    order.fees = money(state.fees)
+    return Fill(
+        account=account,
+        order=order,
+        trade_id=fill.trade_id,
+        side=fill.side.value,
+        quantity=fill.quantity,
+        price=fill.price,
+        fee=fee,
+        realized_pnl=money(realized),
+        ts=fill.ts,
+    )
+
+
+def fill_apply(*, fill: FillValue) -> Fill | None:
+    """Apply one broker execution exactly once. Returns None when it was applied before.
+
+    The order row lock serializes every fill of an order, so the "seen this trade
+    id?" check cannot race; the (account, trade_id) unique constraint backs it.
+    """
+    with transaction.atomic():
+        order = (
+            Order.objects.select_for_update()
+            .select_related("instrument", "account")
+            .get(client_order_id=fill.client_order_id)
+        )
+        trade_ids = set(order.fills.values_list("trade_id", flat=True))
+        if fill.trade_id in trade_ids:
+            logger.info("fill %s already applied: ignored", fill.trade_id)
+            return None
+        state = order_state(order, trade_ids)
+        state.apply_fill(fill)  # raises on overfill or an illegal status; nothing is written then
+
+        position, _ = Position.objects.select_for_update().get_or_create(
+            account=order.account, instrument=order.instrument
+        )
+        account = Account.objects.select_for_update().get(pk=order.account_id)
+        row = _fill_book(fill=fill, state=state, order=order, position=position, account=account)
+        account.save(update_fields=["cash", "fees_paid", "realized_pnl"])
+        position.save()
+        order.save(
+            update_fields=["status", "filled_quantity", "avg_fill_price", "fees", "updated_at"]
+        )
+        row.save()
+        transaction.on_commit(lambda: influx.write_fill(row, order))
+        notify_on_commit(  # info: recorded, not pushed (table 5.1)
+            severity="info",
+            code="order.filled",
+            title=f"Fill {fill.trade_id}: {fill.side.value} {fill.quantity} {fill.instrument}",
+            body=f"at {fill.price}, fee {fill.fee}; order {order.client_order_id} {order.status}",
+            dedup_key=f"fill:{order.account_id}:{fill.trade_id}",
+            data={"order": order.client_order_id, "trade_id": fill.trade_id},
+        )
+        realtime.broadcast_fill(row, order)
+        realtime.broadcast_order(order)
+        realtime.broadcast_positions(account)
+    return row
+
+
+def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
+    """Apply many executions of ONE account at once, each exactly once.
+
+    The same rules as ``fill_apply`` (the same domain objects: ``OrderState.apply_fill``
+    and the average-cost ``Position``; the same locks in the same order: orders ->
+    positions -> account; the same rounding) in a constant number of queries, for the
+    kill switch's closing fills. A fill whose trade id was applied before is skipped.
+    """
+    if not fills:
+        return []
+    with transaction.atomic():
+        orders = {
+            o.client_order_id: o
+            for o in Order.objects.select_for_update()
+            .select_related("instrument")
+            .filter(client_order_id__in=[f.client_order_id for f in fills])
+            .order_by("id")
+        }
+        account_ids = {o.account_id for o in orders.values()}
+        if len(account_ids) != 1:
+            raise ValueError(
+                f"fills_apply takes the fills of one account, got {sorted(account_ids)}"
+            )
+        account_id = account_ids.pop()
+        seen: dict[int, set[str]] = {o.pk: set() for o in orders.values()}
+        for order_id, trade_id in Fill.objects.filter(order_id__in=seen).values_list(
+            "order_id", "trade_id"
+        ):
+            seen[order_id].add(trade_id)
+        instrument_ids = {o.instrument_id for o in orders.values()}
+        Position.objects.bulk_create(
+            [Position(account_id=account_id, instrument_id=i) for i in instrument_ids],
+            ignore_conflicts=True,
+        )
+        positions = {
+            p.instrument_id: p
+            for p in Position.objects.select_for_update()
+            .select_related("instrument")
+            .filter(account_id=account_id, instrument_id__in=instrument_ids)
+            .order_by("id")
+        }
+        account = Account.objects.select_for_update().get(pk=account_id)
+        states: dict[int, OrderState] = {}
+        rows: list[Fill] = []
+        for fill in fills:
+            order = orders[fill.client_order_id]
+            if fill.trade_id in seen[order.pk]:
+                continue
+            state = states.get(order.pk) or order_state(order, seen[order.pk])
+            state.apply_fill(fill)  # raises on overfill: nothing of the batch is written
+            states[order.pk] = state
+            rows.append(
+                _fill_book(
+                    fill=fill,
+                    state=state,
+                    order=order,
+                    position=positions[order.instrument_id],
+                    account=account,
+                )
+            )
+        if not rows:
+            return []
+        now = timezone.now()
+        for order in orders.values():
+            order.updated_at = now
+        for position in positions.values():
+            position.updated_at = now
+        account.save(update_fields=["cash", "fees_paid", "realized_pnl"])
+        rows_update(
+            Position,
+            list(positions.values()),
+            ["quantity", "avg_price", "realized_pnl", "fees", "last_price", "updated_at"],
+        )
+        rows_update(
+            Order,
+            list(orders.values()),
+            ["status", "filled_quantity", "avg_fill_price", "fees", "updated_at"],
+        )
+        Fill.objects.bulk_create(rows)
+        for row in rows[:BULK_BROADCAST_LIMIT]:
+            realtime.broadcast_fill(row, row.order)
+            realtime.broadcast_order(row.order)
+        realtime.broadcast_positions(account)
+    return rows

@@ -1,0 +1,401 @@
+"""The kill switch: risk latches KILL and records the report; this module acts on it,
+cancelling every open order and closing every position here and now (no Celery)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.services import audit_record
+from apps.core.db import rows_update
+from apps.model.orders import OPEN_STATUSES, OrderStatus
+from apps.model.values import OrderType, Side
+from apps.model.venues import (
+    VenueError,
+    VenueRejected,
+    VenueTemporaryError,
+)
+from apps.risk.domain.checks import RiskContext, check_mode
+from apps.risk.domain.modes import SystemMode
+from apps.risk.models import SystemState
+from apps.risk.services import (
+    kill_latch,
+    kill_report_record,
+    system_mode_lock_shared,
+    system_mode_set,
+    system_state_get,
+)
+from apps.trading import realtime
+from apps.trading.models import Account, Order, Position
+from apps.trading.services.common import (
+    BULK_BROADCAST_LIMIT,
+    KILL_ORDER_PREFIX,
+    order_intent,
+    set_status,
+    venue_for,
+)
+from apps.trading.services.fills import fill_apply, fills_apply
+from apps.trading.services.orders import order_send
+from apps.trading.venues.mapping import venue_order
+
+logger = logging.getLogger(__name__)
+
+
+# --- cancels and closes, in this process ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    cancels_sent: int
+    denied: int
+    errors: tuple[str, ...]
+
+
+def orders_cancel_all(*, account: Account, actor: str, reason: str) -> CancelResult:
+    """Cancel every open order of ``account`` at its broker, in this process.
+
+    An order never sent (INITIALIZED) is DENIED, not cancelled: it never left. A sent
+    one is cancelled through the venue; the paper broker's cancel is final at once
+    (CANCELED), a real broker's is PENDING_CANCEL until it confirms. The kill switch's
+    own closing orders are left alone. One audit row lists what was done.
+    """
+    venue = venue_for(account, purpose="control")
+    immediate = getattr(venue, "cancel_is_immediate", False)
+    sent = denied = 0
+    errors: list[str] = []
+    now = timezone.now()
+    with transaction.atomic():
+        orders = list(
+            Order.objects.select_for_update()
+            .select_related("instrument")
+            .filter(account=account, status__in=OPEN_STATUSES)
+            .exclude(client_order_id__startswith=KILL_ORDER_PREFIX)
+            .order_by("id")
+        )
+        # A real broker gets its own mass cancel (Kraken CancelAll, IB reqGlobalCancel):
+        # one request that also catches orders we do not know about. If it fails, each
+        # order is cancelled one by one below.
+        mass_cancelled = False
+        if not immediate and any(o.status != OrderStatus.INITIALIZED for o in orders):
+            try:
+                venue.cancel_all()
+                mass_cancelled = True
+            except VenueError as exc:
+                errors.append(f"mass cancel: {exc}")
+        changed: list[Order] = []
+        for order in orders:
+            status = OrderStatus(order.status)
+            if status is OrderStatus.INITIALIZED:
+                set_status(order, OrderStatus.DENIED, f"{reason} (never sent)")
+                denied += 1
+            else:
+                if not mass_cancelled:
+                    try:
+                        venue.cancel(venue_order(order))
+                    except VenueError as exc:
+                        errors.append(f"cancel {order.client_order_id}: {exc}")
+                        continue
+                sent += 1
+                if immediate or status is OrderStatus.SUBMITTED:
+                    set_status(order, OrderStatus.CANCELED, reason)
+                elif status is not OrderStatus.PENDING_CANCEL:
+                    set_status(order, OrderStatus.PENDING_CANCEL, reason)
+            order.updated_at = now
+            changed.append(order)
+        if changed:
+            rows_update(Order, changed, ["status", "status_reason", "updated_at"])
+            audit_record(
+                actor=actor,
+                action="orders.cancel_all",
+                target=account.name,
+                data={
+                    "reason": reason,
+                    "cancels_sent": sent,
+                    "denied": denied,
+                    "orders": [o.client_order_id for o in changed],
+                    "errors": errors,
+                },
+            )
+            for order in changed[:BULK_BROADCAST_LIMIT]:
+                realtime.broadcast_order(order)
+    return CancelResult(sent, denied, tuple(errors))
+
+
+def position_close_now(*, position: Position, actor: str, reason: str) -> Order | None:
+    """Close ``position`` with a reduce-only market order sent here, through ``order_send``.
+
+    The order goes through the same last-moment gate as every order (in KILL only
+    the kill switch's own closing orders pass). At the paper broker it fills at once
+    at the last mark (``PaperVenue.fill_at_mark``); a real broker's fills arrive later.
+    Returns the closing order (None when the position is already flat).
+    """
+    quantity = position.quantity
+    if not quantity:
+        return None
+    mark = position.last_price or position.avg_price
+    order = Order.objects.create(
+        account=position.account,
+        instrument=position.instrument,
+        client_order_id=f"{KILL_ORDER_PREFIX}{uuid.uuid4().hex}",
+        side=(Side.SELL if quantity > 0 else Side.BUY).value,
+        order_type=OrderType.MARKET.value,
+        quantity=abs(quantity),
+        decision_price=mark,
+        reduce_only=True,
+        status=OrderStatus.INITIALIZED.value,
+        status_reason=f"kill switch ({actor}): {reason}"[:500],
+    )
+    order = order_send(order_id=order.pk)
+    if order.status not in (OrderStatus.ACCEPTED.value, OrderStatus.SUBMITTED.value):
+        return order
+    venue = venue_for(position.account, purpose="control")
+    fill_at_mark = getattr(venue, "fill_at_mark", None)
+    if fill_at_mark is not None:
+        fill_apply(fill=fill_at_mark(order, mark=mark, ts=timezone.now()))
+        order.refresh_from_db(fields=["status", "filled_quantity", "avg_fill_price", "fees"])
+    return order
+
+
+def positions_close_all(
+    *, account: Account, actor: str, reason: str
+) -> tuple[list[Order], list[str]]:
+    """Close every position of ``account`` at once: the kill switch's closing orders.
+
+    One reduce-only market order per position, through the same protocol as
+    ``order_send`` but batched: (1) under the orders' row locks and a share lock of the
+    mode row, each passes ``check_mode`` (in KILL only the kill switch's own closing
+    orders do) and is marked SUBMITTED and committed before the broker is called;
+    (2) the broker calls; (3) the acks. At the paper broker the orders then fill at
+    once at the last mark (``PaperVenue.fill_at_mark``), applied by ``fills_apply``.
+    Returns (the closing orders, errors).
+    """
+    venue = venue_for(account, purpose="control")
+    positions = list(
+        Position.objects.filter(account=account).exclude(quantity=0).select_related("instrument")
+    )
+    if not positions:
+        return [], []
+    marks = {p.instrument_id: p.last_price or p.avg_price for p in positions}
+    created = Order.objects.bulk_create(
+        [
+            Order(
+                account=account,
+                instrument=p.instrument,
+                client_order_id=f"{KILL_ORDER_PREFIX}{uuid.uuid4().hex}",
+                side=(Side.SELL if p.quantity > 0 else Side.BUY).value,
+                order_type=OrderType.MARKET.value,
+                quantity=abs(p.quantity),
+                decision_price=marks[p.instrument_id],
+                reduce_only=True,
+                status=OrderStatus.INITIALIZED.value,
+                status_reason=f"kill switch ({actor}): {reason}"[:500],
+            )
+            for p in positions
+        ]
+    )
+    ids = [o.pk for o in created]
+    errors: list[str] = []
+    with transaction.atomic():
+        orders = list(
+            Order.objects.select_for_update()
+            .select_related("instrument")
+            .filter(pk__in=ids, status=OrderStatus.INITIALIZED.value)
+            .order_by("id")
+        )
+        mode = system_mode_lock_shared()
+        quantities = dict(
+            Position.objects.filter(account=account).values_list("instrument_id", "quantity")
+        )
+        now = timezone.now()
+        sendable: list[Order] = []
+        for order in orders:
+            gate = check_mode(
+                order_intent(order),
+                RiskContext(
+                    mode=mode,
+                    last_price=order.decision_price or Decimal(1),
+                    position_quantity=quantities.get(order.instrument_id, Decimal(0)),
+                    kill_switch_order=True,
+                ),
+            )
+            if gate.passed:
+                set_status(order, OrderStatus.SUBMITTED)
+                order.submitted_at = now
+                sendable.append(order)
+            else:
+                set_status(
+                    order, OrderStatus.DENIED, f"mode {mode.value} at send time: {gate.detail}"
+                )
+                errors.append(f"{order.client_order_id} denied: {gate.detail}")
+            order.updated_at = now
+        rows_update(Order, orders, ["status", "status_reason", "submitted_at", "updated_at"])
+
+    acked: list[Order] = []
+    for order in sendable:
+        try:
+            ack = venue.submit(venue_order(order))
+        except VenueRejected as exc:
+            set_status(order, OrderStatus.REJECTED, str(exc))
+            errors.append(f"{order.client_order_id} rejected: {exc}")
+            continue
+        except VenueTemporaryError as exc:
+            errors.append(f"{order.client_order_id} outcome unknown (left SUBMITTED): {exc}")
+            continue
+        order.broker_order_id = ack.broker_order_id
+        set_status(order, OrderStatus.ACCEPTED)
+        acked.append(order)
+    with transaction.atomic():
+        now = timezone.now()
+        for order in sendable:
+            order.updated_at = now
+        rows_update(Order, sendable, ["status", "status_reason", "broker_order_id", "updated_at"])
+        audit_record(
+            actor="execution",
+            action="orders.sent",
+            target=account.name,
+            data={
+                "venue": venue.name,
+                "reason": "kill switch closing orders",
+                "orders": {o.client_order_id: o.broker_order_id for o in acked},
+                "errors": errors,
+            },
+        )
+        for order in orders[:BULK_BROADCAST_LIMIT]:
+            realtime.broadcast_order(order)
+    fill_at_mark = getattr(venue, "fill_at_mark", None)
+    if fill_at_mark is not None and acked:
+        ts = timezone.now()
+        fills_apply(fills=[fill_at_mark(o, mark=marks[o.instrument_id], ts=ts) for o in acked])
+    return orders, errors
+
+
+# --- the kill switch ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KillReport:
+    """What the kill switch did. ``flat``: no position left open at any account."""
+
+    mode_persisted_at: datetime
+    cancels_sent: int
+    closing_orders: tuple[str, ...]
+    flat: bool
+    incident_id: int | None = None
+    orders_denied: int = 0
+    cancels_done_at: datetime | None = None
+    flat_at: datetime | None = None
+    errors: tuple[str, ...] = field(default=())
+
+
+def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
+    """Latch KILL, then cancel every open order and close every position, here and now.
+
+    1. Risk latches KILL (``apps.risk.services.kill_latch``), committed before anything
+       else: from that commit on, ``order_send`` denies every order but the kill
+       switch's own closing orders, whatever Celery does. (Call it outside a
+       transaction, as every caller does, so the latch is committed first.) Engaging
+       again while in KILL sweeps again, under the same incident.
+    2. Every open order at every account is cancelled through its venue (an order
+       never sent, INITIALIZED, is DENIED instead).
+    3. Every position is closed by a reduce-only market order sent through
+       ``order_send`` in this process; the paper broker fills it at once at the last
+       mark (see ``PaperVenue.fill_at_mark``), real brokers report their fills later.
+
+    No Celery worker is involved, so it works with the workers down or the queue
+    backlogged. Returns the KillReport (also stored on the incident).
+
+    Raises
+    ------
+    ModeChangeRefused
+        Unknown source or empty reason (audited, nothing changed).
+    """
+    incident, mode_persisted_at = kill_latch(actor=actor, source=source, reason=reason)
+    reason = reason.strip()
+
+    cancels = denied = 0
+    errors: list[str] = []
+    accounts = list(Account.objects.order_by("id"))
+    for account in accounts:
+        result = orders_cancel_all(account=account, actor=actor, reason=f"kill switch: {reason}")
+        cancels += result.cancels_sent
+        denied += result.denied
+        errors.extend(result.errors)
+    cancels_done_at = timezone.now()
+
+    closing: list[str] = []
+    for account in accounts:
+        try:
+            orders, close_errors = positions_close_all(account=account, actor=actor, reason=reason)
+        except Exception as exc:  # noqa: BLE001 - one broker failing must not stop the others
+            logger.exception("kill switch: closing the positions of %s failed", account)
+            errors.append(f"close {account.name}: {exc}")
+            continue
+        closing.extend(o.client_order_id for o in orders)
+        errors.extend(close_errors)
+    flat = not Position.objects.exclude(quantity=0).exists()
+    flat_at = timezone.now() if flat else None
+
+    report = KillReport(
+        mode_persisted_at=mode_persisted_at,
+        cancels_sent=cancels,
+        closing_orders=tuple(closing),
+        flat=flat,
+        incident_id=incident.pk,
+        orders_denied=denied,
+        cancels_done_at=cancels_done_at,
+        flat_at=flat_at,
+        errors=tuple(errors),
+    )
+    summary = {
+        "mode_persisted_at": mode_persisted_at.isoformat(),
+        "cancels_sent": cancels,
+        "orders_denied": denied,
+        "closing_orders": closing,
+        "flat": flat,
+        "errors": errors,
+    }
+    kill_report_record(
+        incident=incident, actor=actor, source=source, reason=reason, summary=summary
+    )
+    return report
+
+
+def mode_change(
+    *,
+    mode: SystemMode | str,
+    actor: str,
+    source: str,
+    reason: str,
+    user: Any = None,
+    otp_verified: bool = False,
+) -> SystemState:
+    """The entry point for a requested mode change (panel, API, Telegram, command line).
+
+    KILL runs the kill switch here (risk latches it, trading acts); any other mode goes
+    to risk's mode machine (``system_mode_set``), which validates, records and refuses.
+    """
+    if isinstance(mode, SystemMode):
+        wanted: SystemMode | None = mode
+    else:
+        try:
+            wanted = SystemMode(str(mode).strip().lower())
+        except ValueError:
+            wanted = None  # risk refuses it, audited, with the list of modes
+    if wanted is SystemMode.KILL:
+        kill_switch_engage(actor=actor, source=source, reason=reason)
+        return system_state_get()
+    return system_mode_set(
+        mode=mode,
+        actor=actor,
+        source=source,
+        reason=reason,
+        user=user,
+        otp_verified=otp_verified,
+    )
