@@ -1,6 +1,10 @@
 """Benchmark the event-driven backtest (``apps.backtest.domain.backtest.run_backtest``).
 
-Usage: ``.venv/bin/python bench/backtest.py [--repeat N] [--no-command]``
+Usage: ``.venv/bin/python bench/backtest.py [--repeat N] [--no-command] [--shared-data DIR]``
+
+Data: the shared data set (``--shared-data`` or ``BENCH_SHARED_DATA``, default
+``../shared/data`` beside the repository): ``crypto/{ETH,LTC,XLM}-BTC_5m_bittrex.csv`` and
+``ml/BTC-USDT_1m_binance.csv.gz``; the bench stops with an error when a file is missing.
 
 For each data set it prints bars/s and wall time (best of N) for
 
@@ -40,14 +44,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from _support import SHARED_DATA_DEFAULT, SHARED_DATA_ENV, data_dir, require_data  # noqa: E402
 
 from apps.backtest.domain.backtest import run_backtest  # noqa: E402
 from apps.marketdata.domain.csvfile import instrument_from_path, read_bars  # noqa: E402
 from apps.strategies.domain.sma_cross import SmaCross  # noqa: E402
 
-CRYPTO = Path("/work/shared/data/crypto")
-THREE = [CRYPTO / f"{n}-BTC_5m_bittrex.csv" for n in ("ETH", "LTC", "XLM")]
-LONG = [Path("/work/shared/data/ml/BTC-USDT_1m_binance.csv.gz")]
+# Inside the shared data set.
+THREE = [Path("crypto") / f"{n}-BTC_5m_bittrex.csv" for n in ("ETH", "LTC", "XLM")]
+LONG = [Path("ml") / "BTC-USDT_1m_binance.csv.gz"]
 STAKE, FEE = Decimal(100), Decimal("0.001")
 
 
@@ -113,7 +120,7 @@ def peak_heap(fn: Callable[[list[Path]], int], paths: list[Path]) -> int:
         tracemalloc.stop()
 
 
-def command_wall(repeat: int) -> float | None:
+def command_wall(three: list[Path], repeat: int) -> float | None:
     best = float("inf")
     with tempfile.TemporaryDirectory() as tmp:
         args = [
@@ -133,7 +140,7 @@ def command_wall(repeat: int) -> float | None:
             "--trades-out",
             str(Path(tmp) / "trades.csv"),
         ]
-        for p in THREE:
+        for p in three:
             args += ["--data", str(p)]
         env = {**os.environ, "ENVIRONMENT": os.environ.get("ENVIRONMENT", "test")}
         for _ in range(repeat):
@@ -151,11 +158,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-command", action="store_true")
+    parser.add_argument(
+        "--shared-data",
+        type=Path,
+        metavar="DIR",
+        help=f"the shared data set (default: ${SHARED_DATA_ENV}, else {SHARED_DATA_DEFAULT})",
+    )
     opts = parser.parse_args()
+    shared, _ = data_dir(opts.shared_data, SHARED_DATA_ENV, SHARED_DATA_DEFAULT)
+    three, long = [shared / p for p in THREE], [shared / p for p in LONG]
+    require_data(three + long, f"--shared-data DIR or {SHARED_DATA_ENV}")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, best of {opts.repeat}")
+    print(f"data: {shared}")
     for label, paths in (
-        ("three files ETH/LTC/XLM-BTC 5m", THREE),
-        ("long series BTC-USDT 1m (.csv.gz)", LONG),
+        ("three files ETH/LTC/XLM-BTC 5m", three),
+        ("long series BTC-USDT 1m (.csv.gz)", long),
     ):
         print(f"\n{label}:")
         rows = [
@@ -178,7 +195,7 @@ def main() -> None:
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nprocess max RSS (incl. preloaded bars and pandas): {maxrss:.0f} MiB")
     if not opts.no_command:
-        wall = command_wall(opts.repeat)
+        wall = command_wall(three, opts.repeat)
         if wall is not None:
             print(f"manage.py backtest on the three files (whole command): {wall:.3f} s wall")
 

@@ -4,9 +4,11 @@ Usage::
 
     ENVIRONMENT=test .venv/bin/python scripts/services.py test -- .venv/bin/python bench/backup.py [--days 365]
 
-Sets itself up: a throwaway database ``tradebot_bench_backup`` on DATABASE_URL's server,
-migrated, filled with COPY: 10 instruments x 525,600 one-minute bars made by repeating the
-real recorded bars of ``data/sample`` (Coinbase BTC/ETH/LTC-USD) with shifted timestamps.
+Sets itself up: a throwaway database it creates on DATABASE_URL's server (the one
+DATABASE_URL names if it does not exist yet, else ``<name>_bench_backup_<hex>``), migrated,
+filled with COPY: 10 instruments x 525,600 one-minute bars made by repeating the real recorded
+bars of the sample files (``--sample-dir`` or ``BENCH_SAMPLE_DIR``, default ``data/sample``:
+Coinbase BTC/ETH/LTC-USD) with shifted timestamps.
 Then, timed, with the sizes:
 
 - baseline: ``COPY marketdata_bar TO STDOUT`` (every row read out, nothing written);
@@ -15,47 +17,42 @@ Then, timed, with the sizes:
 - ``backup_restore_test``: restore into a temporary database + the same checksums, dropped;
 - ``backup_restore``: pg_restore --clean into the bench database itself (mode PAUSE).
 
-The database is dropped at the end. Nothing is asserted.
+The database is dropped at the end (``--keep`` keeps it). Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import (  # noqa: E402
+    SAMPLE_DIR_DEFAULT,
+    SAMPLE_DIR_ENV,
+    bench_database,
+    data_dir,
+    require_data,
+)
 
-BENCH_DB = "tradebot_bench_backup"
-SAMPLE = sorted((REPO / "data" / "sample").glob("*.csv"))
 START = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def urls(server_url: str) -> tuple[str, str]:
-    p = urlsplit(server_url)
-    return (
-        urlunsplit((p.scheme, p.netloc, "/postgres", p.query, "")),
-        urlunsplit((p.scheme, p.netloc, f"/{BENCH_DB}", p.query, "")),
-    )
 
 
 def mib(n: float) -> str:
     return f"{n / 1048576:,.1f} MiB"
 
 
-def sample_rows() -> list[list[tuple[str, str, str, str, str]]]:
+def sample_rows(paths: list[Path]) -> list[list[tuple[str, str, str, str, str]]]:
     out = []
-    for path in SAMPLE:
+    for path in paths:
         with path.open() as f:
             out.append(
                 [
@@ -66,9 +63,9 @@ def sample_rows() -> list[list[tuple[str, str, str, str, str]]]:
     return out
 
 
-def fill(conn, minutes: int, instruments: int = 10) -> int:
+def fill(conn, minutes: int, sample: list[Path], instruments: int = 10) -> int:
     """COPY ``instruments`` x ``minutes`` bars; returns the row count."""
-    series = sample_rows()
+    series = sample_rows(sample)
     ids = []
     for i in range(instruments):
         sym = ["BTC-USD", "ETH-USD", "LTC-USD"][i] if i < 3 else f"SYN{i}-USD"
@@ -100,33 +97,40 @@ def fill(conn, minutes: int, instruments: int = 10) -> int:
     return total
 
 
+@contextlib.contextmanager
+def backup_folder() -> Iterator[Path]:
+    """A temporary BACKUP_DIR for the run, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="tradebot-bench-backup-") as tmp:
+        os.environ["BACKUP_DIR"] = tmp
+        yield Path(tmp)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument(
+        "--sample-dir",
+        type=Path,
+        metavar="DIR",
+        help="the recorded *.csv bars repeated into the table "
+        f"(default: ${SAMPLE_DIR_ENV}, else {SAMPLE_DIR_DEFAULT})",
+    )
     args = parser.parse_args()
+    sample_dir, _ = data_dir(args.sample_dir, SAMPLE_DIR_ENV, SAMPLE_DIR_DEFAULT)
+    sample = sorted(sample_dir.glob("*.csv"))
+    require_data(sample or [sample_dir / "*.csv"], f"--sample-dir DIR or {SAMPLE_DIR_ENV}")
     os.environ.setdefault("ENVIRONMENT", "test")
-    server = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/tradebot"
-    admin_url, bench_url = urls(server)
     import psycopg
 
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    env = {**os.environ, "DATABASE_URL": bench_url}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=env,
-        check=True,
-    )
-    backup_dir = Path(tempfile.mkdtemp(prefix="tradebot-bench-backup-"))
-    try:
+    with (
+        backup_folder(),  # BACKUP_DIR must be set before the settings are read
+        bench_database("backup", keep=args.keep) as bench_url,
+    ):
         minutes = args.days * 24 * 60
         t0 = time.monotonic()
         with psycopg.connect(bench_url) as conn:
-            rows = fill(conn, minutes)
+            rows = fill(conn, minutes, sample)
             conn.autocommit = True
             conn.execute("VACUUM ANALYZE marketdata_bar")
             table_bytes = conn.execute(
@@ -147,11 +151,6 @@ def main() -> None:
                     raw += len(chunk)
             copy_s = time.monotonic() - t0
 
-        os.environ.update({"DATABASE_URL": bench_url, "BACKUP_DIR": str(backup_dir)})
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradebot.settings.test")
-        import django
-
-        django.setup()
         from apps.ops import backup as bk
         from apps.ops.services import backup_create, backup_restore, backup_restore_test
         from apps.risk.domain.modes import SystemMode
@@ -224,14 +223,6 @@ def main() -> None:
             f"dump is {dump_bytes / raw:.1%} of the COPY text, {dump_bytes / table_bytes:.1%} of the table on disk; "
             f"backup = {backup_s / copy_s:.1f} x the plain COPY; restore_test ok: {run.outcome}"
         )
-    finally:
-        shutil.rmtree(backup_dir, ignore_errors=True)
-        if not args.keep:
-            from django.db import connections
-
-            connections.close_all()
-            with psycopg.connect(admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ Three paths, each printed as n / p50 / p99 / max next to a floor measured in the
 
 (a) pure, in process: engine-order fills (``PaperMatcher.on_bar``) -> ``strategy.on_bar`` ->
     ``OrderIntent`` -> ``order_check`` -> ``OrderState`` -> ``PaperMatcher.submit``, over the long
-    series ``/work/shared/data/ml/BTC-USDT_1m_binance.csv.gz`` (``data/sample`` when absent):
+    series ``ml/BTC-USDT_1m_binance.csv.gz`` of the shared data set (``--shared-data`` or
+    ``BENCH_SHARED_DATA``, default ``../shared/data`` beside the repository; the sample bars
+    when it is absent and was not asked for explicitly):
     the bars whose signal makes an order, then the decision path forced on every bar.
     Floor: ``strategy.on_bar`` alone on the bars that hold. Target p99 < 1 ms.
 (b) persisted, no queue: ``Engine.on_bar`` (bar stored, fills, marks, ``decision_make``) with
@@ -21,11 +23,13 @@ Three paths, each printed as n / p50 / p99 / max next to a floor measured in the
     one machine). Floor: a Redis PING and a no-op task (``celery.accumulate``) round trip through
     the same worker and queue. Target p99 < 10 ms.
 
-(b) and (c) replay the three ``data/sample`` files merged by time through ``sma_cross``
-(fast=10, slow=30): about 300 orders. The script sets itself up: a throwaway database
-``tradebot_bench`` on DATABASE_URL's server (dropped at the end) migrated by ``manage.py migrate``,
-and Redis database ``BENCH_REDIS_DB`` (default 15) on REDIS_URL's server, so that its worker
-never takes messages of a test run sharing the test database number. Nothing is asserted.
+(b) and (c) replay the three sample files (``--sample-dir`` or ``BENCH_SAMPLE_DIR``, default
+``data/sample``) merged by time through ``sma_cross`` (fast=10, slow=30): about 300 orders.
+The script sets itself up: a throwaway database it creates on DATABASE_URL's server (the one
+DATABASE_URL names if it does not exist yet, else ``<name>_bench_decision_<hex>``; dropped at
+the end) migrated by ``manage.py migrate``, and Redis database ``BENCH_REDIS_DB`` (default 15)
+on REDIS_URL's server, so that its worker never takes messages of a test run sharing the test
+database number. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -46,7 +50,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import Worker, bench_database, percentile, redis_db_url  # noqa: E402
+from _support import (  # noqa: E402
+    SAMPLE_DIR_DEFAULT,
+    SAMPLE_DIR_ENV,
+    SHARED_DATA_DEFAULT,
+    SHARED_DATA_ENV,
+    Worker,
+    bench_database,
+    data_dir,
+    database_name,
+    percentile,
+    redis_db_url,
+    require_data,
+)
 
 sys.path.insert(0, str(REPO))
 
@@ -61,9 +77,8 @@ from apps.strategies.domain.base import SignalAction  # noqa: E402
 from apps.strategies.domain.sizing import quantity_for_stake  # noqa: E402
 from apps.strategies.domain.sma_cross import SmaCross  # noqa: E402
 
-SAMPLE = sorted((REPO / "data" / "sample").glob("*_1m_coinbase.csv"))
-LONG = Path("/work/shared/data/ml/BTC-USDT_1m_binance.csv.gz")
-BENCH_DB = "tradebot_bench"
+SAMPLE_GLOB = "*_1m_coinbase.csv"
+LONG = Path("ml") / "BTC-USDT_1m_binance.csv.gz"  # in the shared data set
 STAKE = Decimal(1000)
 FEE = Decimal("0.001")
 PARAMS = {"fast": 10, "slow": 30}
@@ -377,11 +392,34 @@ def main() -> int:
         "--bars", type=int, default=0, help="limit (b) and (c) to the first N merged bars"
     )
     parser.add_argument("--skip-pure", action="store_true")
+    parser.add_argument(
+        "--shared-data",
+        type=Path,
+        metavar="DIR",
+        help=f"the shared data set, for (a)'s long series {LONG} "
+        f"(default: ${SHARED_DATA_ENV}, else {SHARED_DATA_DEFAULT})",
+    )
+    parser.add_argument(
+        "--sample-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"the {SAMPLE_GLOB} bars replayed by (b) and (c), and by (a) without the long "
+        f"series (default: ${SAMPLE_DIR_ENV}, else {SAMPLE_DIR_DEFAULT})",
+    )
     args = parser.parse_args()
 
+    sample_dir, _ = data_dir(args.sample_dir, SAMPLE_DIR_ENV, SAMPLE_DIR_DEFAULT)
+    sample = sorted(sample_dir.glob(SAMPLE_GLOB))
+    require_data(sample or [sample_dir / SAMPLE_GLOB], f"--sample-dir DIR or {SAMPLE_DIR_ENV}")
     print(f"decision latency bench: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     if not args.skip_pure:
-        bench_pure([LONG] if LONG.exists() else SAMPLE)
+        shared, explicit = data_dir(args.shared_data, SHARED_DATA_ENV, SHARED_DATA_DEFAULT)
+        long = shared / LONG
+        if explicit:
+            require_data([long], f"--shared-data DIR or {SHARED_DATA_ENV}")
+        elif not long.is_file():
+            print(f"(a): {long} not found (--shared-data DIR or {SHARED_DATA_ENV}): sample bars")
+        bench_pure([long] if long.is_file() else sample)
 
     os.environ.setdefault("ENVIRONMENT", "test")
     redis_url = redis_db_url(
@@ -400,14 +438,14 @@ def main() -> int:
         ),
     }
     os.environ.update(settings_env)
-    with bench_database(BENCH_DB) as bench_url:
+    with bench_database("decision") as bench_url:
         env = {**os.environ, "DATABASE_URL": bench_url, "PYTHONUNBUFFERED": "1"}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         logging.getLogger("celery.app.trace").setLevel(logging.WARNING)  # eager tasks log each run
-        bars = list(merged(SAMPLE))
+        bars = list(merged(sample))
         if args.bars:
             bars = bars[: args.bars]
-        print(f"Redis {redis_url}, database {BENCH_DB}")
+        print(f"Redis {redis_url}, database {database_name(bench_url)}")
         bench_eager(bars)
         flush_database()
         bench_worker(bars, env)

@@ -15,8 +15,10 @@ Celery) and reports, from the moment of the request:
 
 Baselines measured in the same run: a ``SELECT 1`` round trip, and one position closed
 alone (``position_close_now``), times 200. Target: flat < 1 s p99 over the runs.
-The script sets itself up: a throwaway database ``tradebot_bench_kill`` on DATABASE_URL's
-server, migrated, flushed between runs, dropped at the end. Nothing is asserted.
+The script sets itself up: a throwaway database it creates on DATABASE_URL's server (the
+database DATABASE_URL names if it does not exist yet, else a new ``<name>_bench_kill_<hex>``;
+bench/README.md, "Databases"), migrated, flushed between runs, dropped at the end.
+Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import bench_database, row  # noqa: E402
 
-BENCH_DB = "tradebot_bench_kill"
 POSITIONS = 200
 ORDERS = 500
 ACCOUNTS = 2
@@ -129,7 +130,7 @@ def main() -> int:
         f"kill switch bench: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
         f"{POSITIONS} positions, {ORDERS} working orders, {ACCOUNTS} accounts, {args.runs} runs"
     )
-    with bench_database(BENCH_DB):
+    with bench_database("kill"):
         logging.getLogger("apps.risk.services").setLevel(logging.CRITICAL)
         from django.utils import timezone
 

@@ -4,15 +4,15 @@ Usage (needs PostgreSQL and Redis; ``make bench`` style)::
 
     ENVIRONMENT=test .venv/bin/python scripts/services.py test -- .venv/bin/python bench/metrics_scrape.py [--scrapes 200]
 
-Data (a throwaway database ``tradebot_bench_metrics`` on DATABASE_URL's server, created,
-migrated and dropped at the end; Redis database ``BENCH_REDIS_DB``, default 13, flushed):
-2 accounts; 20,000 orders spread over the last 365 days (about 55 a day: filled with a
-decision price, canceled, rejected, denied, working) with a fill per filled order; 8 open
-positions; a year of equity snapshots every minute for one account (525,600 rows) and every
-hour for the other; one-minute bars of the 8 held instruments over the VaR window
-(``--bar-days``, default 250: 2.9 M rows, what the VaR reads); feeds, an ML model with
-calibration snapshots, maintenance runs; Celery histograms of 12 tasks and 6 reporting
-processes in Redis, and messages waiting on the broker.
+Data (a throwaway database on DATABASE_URL's server, created, migrated and dropped at the
+end: the one DATABASE_URL names if it does not exist yet, else ``<name>_bench_metrics_<hex>``;
+Redis database ``BENCH_REDIS_DB``, default 13, flushed): 2 accounts; 20,000 orders spread
+over the last 365 days (about 55 a day: filled with a decision price, canceled, rejected,
+denied, working) with a fill per filled order; 8 open positions; a year of equity snapshots
+every minute for one account (525,600 rows) and every hour for the other; one-minute bars
+of the 8 held instruments over the VaR window (``--bar-days``, default 250: 2.9 M rows, what
+the VaR reads); feeds, an ML model with calibration snapshots, maintenance runs; Celery
+histograms of 12 tasks and 6 reporting processes in Redis, and messages waiting on the broker.
 
 Rows (each ``GET /metrics`` through Django's test client, middleware included; p50 / p99):
 
@@ -43,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import bench_database, percentile, redis_db_url  # noqa: E402
 from _support import row as _row  # noqa: E402
 
-BENCH_DB = "tradebot_bench_metrics"
 ORDERS = 20_000
 HELD = 8
 INSTRUMENTS = 20
@@ -324,7 +323,7 @@ def main() -> int:
     )
     os.environ["REDIS_URL"] = redis_url
     os.environ.pop("CELERY_BROKER_URL", None)
-    with bench_database(BENCH_DB):
+    with bench_database("metrics"):
         logging.disable(logging.WARNING)
         from django.test import Client
         from django.test.utils import setup_test_environment

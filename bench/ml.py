@@ -1,10 +1,11 @@
 """Benchmark the ML path: training time on the 130k bars and per-bar prediction latency.
 
-Usage: ``.venv/bin/python bench/ml.py [--bars N]``
+Usage: ``.venv/bin/python bench/ml.py [--bars N] [--shared-data DIR]``
 
 - training: ``train_model`` (features, labels, 3 walk-forward folds, HistGradientBoosting +
-  sigmoid calibration) on ``/work/shared/data/ml/BTC-USDT_1m_binance.csv.gz``
-  (130,708 bars), wall time; baseline: the batch feature matrix alone;
+  sigmoid calibration) on ``ml/BTC-USDT_1m_binance.csv.gz`` of the shared data set
+  (``--shared-data`` or ``BENCH_SHARED_DATA``, default ``../shared/data`` beside the
+  repository; 130,708 bars), wall time; baseline: the batch feature matrix alone;
 - per bar, live path (one bar in, one probability out), p50 / p99 / max over ``--bars``:
   baseline ``FeatureState.update`` (features only), then features + the calibrated
   model's ``predict_proba`` on one row, then ``MlStrategy.decide`` (the whole decision).
@@ -21,8 +22,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-DATA = ROOT.parent / "shared" / "data" / "ml" / "BTC-USDT_1m_binance.csv.gz"
+from _support import SHARED_DATA_DEFAULT, SHARED_DATA_ENV, data_dir, require_data  # noqa: E402
+
+DATA = Path("ml") / "BTC-USDT_1m_binance.csv.gz"  # inside the shared data set
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -41,17 +45,27 @@ def _row(name: str, samples: list[float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=20000, help="bars timed per latency row")
+    parser.add_argument(
+        "--shared-data",
+        type=Path,
+        metavar="DIR",
+        help=f"the shared data set, for {DATA} "
+        f"(default: ${SHARED_DATA_ENV}, else {SHARED_DATA_DEFAULT})",
+    )
     args = parser.parse_args()
+    shared, _ = data_dir(args.shared_data, SHARED_DATA_ENV, SHARED_DATA_DEFAULT)
+    data = shared / DATA
+    require_data([data], f"--shared-data DIR or {SHARED_DATA_ENV}")
 
     from apps.marketdata.domain.csvfile import read_bars
     from apps.ml.domain.features import BarArrays, FeatureState, feature_matrix
     from apps.ml.domain.model import TrainConfig, train_model
     from apps.ml.domain.strategy import MlStrategy
 
-    bars = list(read_bars(DATA))
+    bars = list(read_bars(data))
     arrays = BarArrays.from_bars(bars)
     ts = [b.ts for b in bars]
-    print(f"data: {DATA.name}, {len(bars):,} bars")
+    print(f"data: {data}, {len(bars):,} bars")
 
     t = time.perf_counter()
     feature_matrix(arrays)

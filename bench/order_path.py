@@ -12,8 +12,10 @@ Latency = from ``delay()`` to the row read back ACCEPTED (polled every 0.5 ms).
 
 Baseline in the same run: the adapter's own ``submit`` called in this process (no queue,
 no database) against the same fake: the broker round trip every path pays.
-Throwaway database ``tradebot_bench_order_path``; Redis database ``BENCH_REDIS_DB``
-(default 14) on REDIS_URL's server. Nothing is asserted; figures are printed.
+Throwaway database created on DATABASE_URL's server and dropped at the end (the one
+DATABASE_URL names if it does not exist yet, else ``<name>_bench_order_path_<hex>``); Redis
+database ``BENCH_REDIS_DB`` (default 14) on REDIS_URL's server. Nothing is asserted; figures
+are printed.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ def main() -> int:
             "IBKR_ACCOUNT": "DU1234567",
         }
         os.environ.update(broker_env)
-        with bench_database("tradebot_bench_order_path") as db_url:
+        with bench_database("order_path") as db_url:
             logging.disable(logging.INFO)
             from apps.marketdata.models import AssetClass, Instrument
             from apps.risk.models import RiskLimit

@@ -14,6 +14,8 @@ Figures:
 
 Baseline in the same run: reading the 10,000 orders and 2,000 positions once
 (the floor any reconciliation pays). Nothing is asserted; figures are printed.
+Database: one it creates on DATABASE_URL's server and drops at the end (the one
+DATABASE_URL names if it does not exist yet, else ``<name>_bench_reconcile_<hex>``).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def main() -> int:
         f"reconcile bench: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
         f"{ORDERS} open orders, {POSITIONS} positions, {args.runs} runs"
     )
-    with bench_database("tradebot_bench_reconcile"):
+    with bench_database("reconcile"):
         logging.getLogger("apps.brokers.services").setLevel(logging.WARNING)
         from apps.brokers.domain.reconcile import OurOrder, compare_orders, compare_positions
         from apps.brokers.services import reconcile_account

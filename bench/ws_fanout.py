@@ -18,9 +18,10 @@ updates sent, delivered, lost (expected - received, per client, by sequence numb
 delivery latency (received - sent; one machine, one clock) p50 / p99 / max. Targets: p99 under
 100 ms and zero lost at 200 clients, 4 updates per second.
 
-Set up like bench/decision_latency.py: a throwaway database ``tradebot_bench_ws`` on
-DATABASE_URL's server (dropped at the end) migrated by ``manage.py migrate``, and Redis
-database BENCH_REDIS_DB (default 14) on REDIS_URL's server. Nothing is asserted.
+Set up like bench/decision_latency.py: a throwaway database it creates on DATABASE_URL's
+server (the one DATABASE_URL names if it does not exist yet, else ``<name>_bench_ws_<hex>``;
+dropped at the end) migrated by ``manage.py migrate``, and Redis database BENCH_REDIS_DB
+(default 14) on REDIS_URL's server. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import socket
 import subprocess
@@ -38,56 +38,9 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-BENCH_DB = "tradebot_bench_ws"
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list."""
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
-
-
-# --------------------------------------------------------------------------- database, Redis
-
-
-def bench_database_url(server_url: str) -> tuple[str, str]:
-    parts = urlsplit(server_url)
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    bench = urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, ""))
-    return admin, bench
-
-
-def drop_database(admin_url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-
-
-def create_database(admin_url: str, env: dict[str, str]) -> None:
-    import psycopg
-
-    drop_database(admin_url)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    t0 = time.monotonic()
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env=env,
-        check=True,
-    )
-    print(f"database {BENCH_DB} created and migrated in {time.monotonic() - t0:.1f} s")
-
-
-def bench_redis_url(redis_url: str, db: int) -> str:
-    parts = urlsplit(redis_url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import REPO, bench_database, database_name, percentile, redis_db_url  # noqa: E402
 
 # --------------------------------------------------------------------------- sessions
 
@@ -300,58 +253,46 @@ def main() -> int:
 
     print(f"websocket fan-out bench: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     os.environ.setdefault("ENVIRONMENT", "test")
-    server_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/tradebot"
-    admin_url, bench_url = bench_database_url(server_url)
-    redis_url = bench_redis_url(
+    redis_url = redis_db_url(
         os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/1",
         int(os.environ.get("BENCH_REDIS_DB", "14")),
     )
-    env = {
-        **os.environ,
-        "DATABASE_URL": bench_url,
-        "REDIS_URL": redis_url,
-        "CELERY_BROKER_URL": redis_url,
-        "CELERY_RESULT_BACKEND": redis_url,
-        "CHANNELS_REDIS_URL": redis_url,
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    create_database(admin_url, env)
-    server = Server(env, free_port(), Path(tempfile.gettempdir()) / "ws_fanout_uvicorn.log")
-    try:
-        os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "CHANNELS_REDIS_URL")})
-        import django
+    os.environ.update({"REDIS_URL": redis_url, "CHANNELS_REDIS_URL": redis_url})
+    with bench_database("ws") as bench_url:
+        env = {
+            **os.environ,
+            "DATABASE_URL": bench_url,
+            "REDIS_URL": redis_url,
+            "CELERY_BROKER_URL": redis_url,
+            "CELERY_RESULT_BACKEND": redis_url,
+            "CHANNELS_REDIS_URL": redis_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        server = Server(env, free_port(), Path(tempfile.gettempdir()) / "ws_fanout_uvicorn.log")
+        try:
+            cookies = verified_session_cookies(args.clients)
+            from django.db import connections
 
-        from tradebot.env import setup_settings_module
-
-        setup_settings_module()
-        django.setup()
-        cookies = verified_session_cookies(args.clients)
-        from django.db import connections
-
-        connections.close_all()
-        server.start()
-        print(
-            f"uvicorn on 127.0.0.1:{server.port}, Redis {redis_url}, database {BENCH_DB}; "
-            f"{args.rate:g} updates/s for {args.seconds:g} s per run"
-        )
-        base = asyncio.run(run_fanout(server.port, cookies[:1], args.rate, args.seconds))
-        report("baseline (1 client)", base)
-        full = asyncio.run(run_fanout(server.port, cookies, args.rate, args.seconds))
-        report(f"{args.clients} clients", full)
-        if full["latencies_ms"]:
-            p99 = percentile(full["latencies_ms"], 0.99)
+            connections.close_all()
+            server.start()
             print(
-                f"  target p99 < 100 ms: {'met' if p99 < 100 else 'NOT met'} ({p99:.1f} ms); "
-                f"lost updates: {full['lost']} (target 0)"
+                f"uvicorn on 127.0.0.1:{server.port}, Redis {redis_url}, "
+                f"database {database_name(bench_url)}; "
+                f"{args.rate:g} updates/s for {args.seconds:g} s per run"
             )
-    finally:
-        server.stop()
-        from django.db import connections
-
-        connections.close_all()
-        drop_database(admin_url)
-        print(f"database {BENCH_DB} dropped")
+            base = asyncio.run(run_fanout(server.port, cookies[:1], args.rate, args.seconds))
+            report("baseline (1 client)", base)
+            full = asyncio.run(run_fanout(server.port, cookies, args.rate, args.seconds))
+            report(f"{args.clients} clients", full)
+            if full["latencies_ms"]:
+                p99 = percentile(full["latencies_ms"], 0.99)
+                print(
+                    f"  target p99 < 100 ms: {'met' if p99 < 100 else 'NOT met'} ({p99:.1f} ms); "
+                    f"lost updates: {full['lost']} (target 0)"
+                )
+        finally:
+            server.stop()
     return 0
 
 
