@@ -1,5 +1,5 @@
-# Tradebot: `make run` (the dev environment) and `make test` (the test suite).
-# Both set up what they need: the venv, pinned requirements, PostgreSQL and Redis.
+# Tradebot: `make run` (the dev environment), `make test` (the test suite) and `make lint`.
+# run and test set up what they need: the venv, pinned requirements, PostgreSQL and Redis.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -26,8 +26,11 @@ run: venv ## the dev environment: services, migrate, admin, web + workers + beat
 test: venv ## the test suite against real PostgreSQL and Redis (PYTEST_ARGS=... to narrow)
 	ENVIRONMENT=test $(PY) scripts/services.py test -- $(PY) -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff
+lint: venv ## ruff check, ruff format --check, import contracts (.importlinter), mypy
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 WITH_SERVICES := ENVIRONMENT=test $(PY) scripts/services.py test --
 

@@ -9,8 +9,10 @@ whatever is still missing. Only ``config/.env.*.example`` files are committed.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -53,6 +55,7 @@ def current_environment() -> Environment:
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 _UNSET = object()
+_Number = TypeVar("_Number", int, float, Decimal)
 
 
 def _raw(name: str, default: object) -> str | None:
@@ -77,7 +80,9 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean: use true or false")
 
 
-def env_number(name: str, default: object, cast: type, *, minimum: float | None = None) -> object:
+def env_number(
+    name: str, default: _Number, cast: type[_Number], *, minimum: float | None = None
+) -> _Number:
     """An int, float or Decimal, with a clear error naming the variable."""
     raw = _raw(name, default)
     if raw is None:

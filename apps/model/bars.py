@@ -36,7 +36,7 @@ class _BarBuilder:
     ``TypeError`` if they ever drift apart, and ``_check_builder`` runs at import.
     """
 
-    __slots__ = Bar.__slots__  # type: ignore[attr-defined]
+    __slots__ = Bar.__slots__
 
     def __init__(
         self,

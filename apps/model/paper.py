@@ -211,6 +211,7 @@ class PaperMatcher:
         fills: list[Fill] = []
         ts = bar.ts
         budget: Decimal | None = None  # computed on the first fill only
+        working: _Working | None  # the loop below, then a lookup that may miss
         for working in book.values():
             if ts <= working.not_before:
                 continue

@@ -171,7 +171,7 @@ class _Slot:
 def merge_bars(sources: Mapping[str, Iterable[Bar]] | Iterable[Bar]) -> Iterable[Bar]:
     """Return one time-ordered stream; ties keep the mapping's order (stable merge)."""
     if isinstance(sources, Mapping):
-        streams = list(sources.values())
+        streams: list[Iterable[Bar]] = list(sources.values())
         if len(streams) == 1:
             return streams[0]
         return heapq.merge(*streams, key=attrgetter("ts"))

@@ -82,6 +82,7 @@ def compare_orders(
     found = []
     by_client: dict[str, BrokerOrder] = {}
     by_broker: dict[str, BrokerOrder] = {}
+    order: BrokerOrder | OurOrder  # the broker's orders, then ours
     for order in broker_open:
         if order.client_order_id:
             by_client[order.client_order_id] = order

@@ -207,7 +207,7 @@ def _rows(f: TextIO, source: str, instrument: str, on_reject: OnReject | None) -
                         continue
                 prev = ts
                 bar = builder(instrument, ts, o, h, lo, c, v)
-                bar.__class__ = bar_cls
+                bar.__class__ = bar_cls  # type: ignore[assignment]  # see _BarBuilder
                 yield bar  # type: ignore[misc]
         except (OSError, EOFError, UnicodeDecodeError) as exc:
             raise MarketDataError(

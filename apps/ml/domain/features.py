@@ -189,7 +189,8 @@ class FeatureState:
             volume=np.array(self._volume),
             minute=np.array(self._minute),
         )
-        return feature_matrix(arrays)[-1]
+        row: np.ndarray = feature_matrix(arrays)[-1]
+        return row
 
     @property
     def ready(self) -> bool:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import joblib
 import numpy as np
@@ -99,7 +99,8 @@ class ModelBundle:
         return 2.0 * (float(self.config["fee_rate"]) + float(self.config["slippage"]))
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(x)[:, 1]
+        proba: np.ndarray = self.model.predict_proba(x)[:, 1]
+        return proba
 
     def predictor(self) -> Callable[[np.ndarray], float]:
         """One feature vector -> probability, for the live path (one row per bar).
@@ -167,7 +168,9 @@ class FastHgbSigmoid:
             return None
         offsets = np.cumsum([0] + [len(t) for t in trees[:-1]])
         merged = np.concatenate(trees)
-        nodes = {name: merged[name].copy() for name in merged.dtype.names}
+        # A structured dtype: its names are a tuple, never None.
+        names = cast(tuple[str, ...], merged.dtype.names)
+        nodes = {name: merged[name].copy() for name in names}
         nodes["feature_idx"] = nodes["feature_idx"].astype(np.intp)
         nodes["left"] = nodes["left"].astype(np.intp)
         nodes["right"] = nodes["right"].astype(np.intp)

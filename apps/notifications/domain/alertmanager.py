@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 SUPPORTED_VERSION = "4"
 STATUSES = ("firing", "resolved")
@@ -91,7 +91,7 @@ def _time(value: Any, field: str) -> datetime:
 def _status(value: Any, field: str) -> str:
     if value not in STATUSES:
         raise PayloadError(f"{field} must be one of {', '.join(STATUSES)}", field=field)
-    return value
+    return cast(str, value)  # one of STATUSES
 
 
 def parse_webhook(payload: Any) -> WebhookMessage:

@@ -367,7 +367,7 @@ def check_price_collar(intent: OrderIntent, ctx: RiskContext, limits: RiskLimits
         price = intent.decision_price if intent.decision_price is not None else ctx.last_price
     last = ctx.last_price
     if last <= 0:
-        raw = (price, last, "n/a", limit)
+        raw: tuple[object, ...] = (price, last, "n/a", limit)
         return CheckResult(
             "price_collar", False, "no valid last price ({last_price})", _COLLAR_KEYS, raw
         )
@@ -494,5 +494,5 @@ def limits_as_strings(limits: RiskLimits) -> Mapping[str, str | None]:
     """The limits as ``{field: str | None}`` (JSON-ready)."""
     return {
         name: None if getattr(limits, name) is None else str(getattr(limits, name))
-        for name in RiskLimits.__slots__  # type: ignore[attr-defined]
+        for name in RiskLimits.__slots__
     }

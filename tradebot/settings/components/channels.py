@@ -6,9 +6,11 @@ pub/sub 82-94 ms (bench/ws_fanout.py). Nothing here needs messages kept for a co
 that is not connected: a reconnecting panel re-reads its snapshot.
 """
 
+from typing import Any
+
 from tradebot.env import env
 
-CHANNEL_LAYERS = {
+CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {

@@ -1,5 +1,7 @@
 """Logging: plain lines in dev and test, JSON in staging and prod."""
 
+from typing import Any
+
 from tradebot.env import env
 
 _LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
@@ -9,7 +11,7 @@ _JSON = env.str("ENVIRONMENT", default="dev") in ("staging", "prod")
 LOG_DIR = env.str("LOG_DIR", default="")
 LOG_RETENTION_DAYS = env.int("LOG_RETENTION_DAYS", default=90)
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
