@@ -20,7 +20,7 @@ Rows (each ``GET /metrics`` through Django's test client, middleware included; p
 - full set, VaR cache warm (holdings unchanged since the last scrape);
 - full set, holdings re-marked before every scrape with the VaR refresh age at 0 (the worst
   case: a recompute always running; the default refreshes at most once a minute): the
-  scrape serves the last VaR and a background thread (apps.risk.metrics.RiskCache)
+  scrape serves the last VaR and a background thread (apps.trading.risk_metrics.RiskCache)
   recomputes it, competing for the CPU; that recompute timed alone (``var_and_correlation`` with a
   cold cache, one account, 4 instruments);
 - each Tradebot collector's ``collect()`` alone (warm), to see where the time goes.
@@ -356,10 +356,10 @@ def main() -> int:
         warm = scrape_ms(client, n)
         size_full = len(client.get("/metrics").content)
         # Live trading re-marks the holdings between scrapes: the scrape serves the last VaR
-        # and a background thread recomputes it (apps.risk.metrics.RiskCache).
+        # and a background thread recomputes it (apps.trading.risk_metrics.RiskCache).
         from django.db import connection
 
-        from apps.risk.metrics import _risk_cache
+        from apps.trading.risk_metrics import _risk_cache
 
         _risk_cache.max_age = 0.0
 

@@ -288,8 +288,8 @@ def test_alert_rules_when_read_then_every_metric_they_use_is_exposed_or_planned(
 def test_risk_metrics_when_holdings_remarked_then_last_var_served_and_refreshed_in_background(
     client, monkeypatch
 ) -> None:
-    from apps.risk.metrics import _risk_cache
     from apps.trading.models import Position
+    from apps.trading.risk_metrics import _risk_cache
 
     # Arrange: the account's first scrape computes its VaR inline
     observability_data_create()

@@ -56,8 +56,7 @@ def _fill_book(
         realized_pnl=position.realized_pnl,
         fees=position.fees,
     )
-    realized = value.apply_fill(fill)
-    value.fees += fill.fee
+    realized = value.apply_fill(fill)  # adds the fill's fee to value.fees (once)
     fee = money(fill.fee)
     notional = fill.quantity * fill.price
     account.cash = money(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 from decimal import Decimal as D
 
@@ -9,7 +10,7 @@ from apps.model.errors import OverfillError
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
 from apps.trading.models import Account, Fill, Order, Position
-from apps.trading.services.fills import fill_apply
+from apps.trading.services.fills import fill_apply, fills_apply
 from apps.trading.services.marking import mark_to_market
 from tests.trading.factories import T0, accepted_order, instrument, paper_account
 
@@ -118,3 +119,45 @@ def test_mark_to_market_when_price_moves_then_equity_and_drawdown_follow() -> No
     assert down.equity == D("950")
     # drawdown = 150 / 1100 = 0.136363636... stored to 8 places
     assert down.drawdown == D("0.13636364")
+
+
+def _fees_from_fills_table(position: Position) -> D:
+    """What the fills table says this position paid: the sum of its fills' fees."""
+    fees = Fill.objects.filter(
+        account_id=position.account_id, order__instrument_id=position.instrument_id
+    ).values_list("fee", flat=True)
+    return sum(fees, D(0))
+
+
+def test_position_fees_when_fills_booked_one_by_one_and_batched_then_equal_fills_table() -> None:
+    """Position.fees used to be twice the fees paid (booked by the accounting Position and
+    again by the fill service). Both booking paths now book each fee once."""
+    account = paper_account("10000")
+    inst = instrument()
+    buy = accepted_order(account, inst, quantity="2")
+    fill_apply(fill=fill(buy, "B1", "1", "100", "0.1"))
+    fill_apply(fill=fill(buy, "B2", "1", "101", "0.101"))
+    sell = accepted_order(account, inst, side="sell", quantity="2")
+    fills_apply(fills=[fill(sell, "S1", "2", "99", "0.198", Side.SELL)])
+
+    position = Position.objects.get(account=account)
+    account.refresh_from_db()
+    assert position.fees == D("0.399")
+    assert position.fees == _fees_from_fills_table(position)
+    assert account.fees_paid == position.fees
+
+
+def test_fees_migration_when_position_fees_doubled_then_recomputed_from_fills() -> None:
+    from django.apps import apps as django_apps
+
+    migration = importlib.import_module("apps.trading.migrations.0003_position_fees_from_fills")
+    account = paper_account("1000")
+    inst = instrument()
+    buy = accepted_order(account, inst, quantity="2")
+    fill_apply(fill=fill(buy, "B1", "2", "100", "0.2"))
+    Position.objects.filter(account=account).update(fees=D("0.4"))  # as the old code booked
+
+    migration.fees_from_fills(django_apps, None)
+
+    position = Position.objects.get(account=account)
+    assert position.fees == D("0.2") == _fees_from_fills_table(position)

@@ -1,4 +1,5 @@
-"""Prometheus: the risk gauges, read from the database at scrape time.
+"""Prometheus: the risk gauges, read from the database at scrape time (here in trading
+because they read the books: positions and equity monitors).
 
 Whichever process marked the equity (the engine) or changed the mode (web, a
 worker, the CLI), the scrape reads the committed rows: EquityMonitor per account
