@@ -30,6 +30,7 @@ from apps.panel.views import actor_for
 from apps.risk import services as risk_services
 from apps.risk.models import ModeSource
 from apps.trading.models import Account
+from apps.trading.services import kill_switch
 
 MAX_BODY = 64 * 1024
 
@@ -154,7 +155,7 @@ class KillSwitchApi(VerifiedStaffApi):
         reason = self.reason(data)
         if data.get("confirm") is not True:
             raise ApiInputError('"confirm": true is required to engage the kill switch')
-        report = risk_services.kill_switch_engage(
+        report = kill_switch.kill_switch_engage(
             actor=actor_for(request), source=ModeSource.API.value, reason=reason
         )
         payload = asdict(report) if is_dataclass(report) else dict(vars(report))
