@@ -17,13 +17,13 @@ from typing import Any
 
 from django.utils import timezone
 
+from apps.accounts.models import Account
 from apps.marketdata.domain.csvfile import Rejection
 from apps.marketdata.services import bar_store, feed_status_update, instrument_get_or_create
 from apps.model.bars import Bar
 from apps.risk.models import HypotheticalTrade
 from apps.risk.services import hypothetical_fills_apply
 from apps.strategies.domain.base import SignalAction, Strategy
-from apps.trading.models import Account
 from apps.trading.services import decision_make, fill_apply, mark_to_market
 from apps.trading.venues.paper import PaperVenue
 

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from apps.accounts.models import Account
 from apps.core.realtime import jsonable
 from apps.model.accounting import Position as PositionValue
 from apps.model.orders import Fill as FillValue
@@ -25,8 +26,8 @@ from apps.risk.domain.metrics import (
     parse_day_boundary,
 )
 from apps.risk.domain.modes import SystemMode
-from apps.risk.models import Alert, EquityMonitor, HypotheticalTrade, Incident
-from apps.trading.models import Account, Order, Position
+from apps.risk.models import EquityMonitor, HypotheticalTrade, Incident
+from apps.trading.models import Order, Position
 
 _ZERO = Decimal(0)
 _MONEY = Decimal("1e-12")
@@ -123,13 +124,6 @@ def risk_context_for(
 def incident_list() -> list[Incident]:
     """Every incident, newest first, with the mode change that opened it."""
     return list(Incident.objects.select_related("mode_change").order_by("-opened_at", "-id"))
-
-
-def alert_list_open() -> list[Alert]:
-    """Alerts not resolved yet, most severe first, then newest."""
-    rank = {"critical": 0, "error": 1, "warning": 2, "info": 3}
-    alerts = list(Alert.objects.filter(resolved_at__isnull=True).order_by("-created_at", "-id"))
-    return sorted(alerts, key=lambda a: rank.get(a.severity, 9))
 
 
 # --- market data for VaR and correlations -------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, models
 
+from apps.accounts.models import Account
 from apps.audit.models import DecisionLog
 from apps.core.realtime import jsonable
 from apps.marketdata.models import FeedStatus, Instrument
@@ -17,7 +18,7 @@ from apps.marketdata.services import feed_payload
 from apps.risk.models import RiskLimit, SystemState
 from apps.risk.services import system_state_get
 from apps.trading import realtime
-from apps.trading.models import Account, EquitySnapshot, Fill, Order, Position
+from apps.trading.models import EquitySnapshot, Fill, Order, Position
 
 EQUITY_HISTORY_POINTS = 500
 RECENT = 20

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.accounts.models import Account, Broker
 from apps.audit.models import DecisionAction, DecisionLog
 from apps.audit.services import audit_record, decision_record
 from apps.core import influx
@@ -48,7 +49,7 @@ from apps.risk.services import (
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sizing import quantity_for_stake
 from apps.trading import realtime
-from apps.trading.models import Account, Broker, EquitySnapshot, Fill, Order, Position
+from apps.trading.models import EquitySnapshot, Fill, Order, Position
 from apps.trading.selectors import columns_sql, decision_inputs, instance_from_row
 from apps.trading.venues.mapping import venue_order
 

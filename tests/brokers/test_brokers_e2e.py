@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from apps.accounts.models import Account
 from apps.brokers.models import Discrepancy
 from apps.brokers.services import broker_sync, reconcile_account
 from apps.marketdata.models import AssetClass, Instrument
@@ -16,7 +17,7 @@ from apps.risk.models import RiskLimit
 from apps.risk.services import kill_switch_engage, system_mode_get
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading import services
-from apps.trading.models import Account, Fill, Order, Position
+from apps.trading.models import Fill, Order, Position
 from apps.trading.services import account_get_or_create, decision_make
 from apps.trading.venues.factory import venues_reset
 from tests.brokers.conftest import broker_orders, kraken_account

@@ -5,10 +5,11 @@ from decimal import Decimal as D
 
 import pytest
 
+from apps.accounts.models import Account
 from apps.model.errors import OverfillError
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
-from apps.trading.models import Account, Fill, Order, Position
+from apps.trading.models import Fill, Order, Position
 from apps.trading.services import fill_apply, mark_to_market
 from tests.trading.factories import T0, accepted_order, instrument, paper_account
 
