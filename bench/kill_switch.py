@@ -45,8 +45,9 @@ def setup_book() -> None:
     """200 positions marked at their last price and 500 ACCEPTED orders, mode NORMAL."""
     from django.core.management import call_command
 
+    from apps.accounts.models import Account
     from apps.marketdata.models import Instrument
-    from apps.trading.models import Account, Order, Position
+    from apps.trading.models import Order, Position
 
     call_command("flush", interactive=False, verbosity=0)
     accounts = [

@@ -71,11 +71,12 @@ def seed_database(bar_days: int) -> None:
     from django.db import connection
     from django.utils import timezone
 
+    from apps.accounts.models import Account
     from apps.marketdata.models import FeedStatus, Instrument
     from apps.ml.models import CalibrationSnapshot, ModelVersion
     from apps.ops.models import MaintenanceRun
     from apps.risk.models import EquityMonitor
-    from apps.trading.models import Account, Position
+    from apps.trading.models import Position
 
     now = timezone.now()
     t0 = time.perf_counter()

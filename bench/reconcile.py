@@ -37,8 +37,9 @@ POSITIONS = 2_000
 
 
 def setup_book() -> None:
+    from apps.accounts.models import Account
     from apps.marketdata.models import Instrument
-    from apps.trading.models import Account, Order, Position
+    from apps.trading.models import Order, Position
 
     account = Account.objects.create(
         name="bench", starting_cash=Decimal(10**8), cash=Decimal(10**8), peak_equity=Decimal(10**8)
@@ -92,10 +93,11 @@ def main() -> int:
     )
     with bench_database("reconcile"):
         logging.getLogger("apps.brokers.services").setLevel(logging.WARNING)
+        from apps.accounts.models import Account
         from apps.brokers.domain.reconcile import OurOrder, compare_orders, compare_positions
         from apps.brokers.services import reconcile_account
         from apps.model.orders import OrderStatus
-        from apps.trading.models import Account, Order, Position
+        from apps.trading.models import Order, Position
         from apps.trading.venues.paper import PaperVenue
 
         setup_book()

@@ -16,7 +16,7 @@ class BrokerSession(models.Model):
     """
 
     account = models.OneToOneField(
-        "trading.Account", on_delete=models.CASCADE, related_name="broker_session"
+        "accounts.Account", on_delete=models.CASCADE, related_name="broker_session"
     )
     state = models.CharField(
         max_length=16,
@@ -59,7 +59,7 @@ class ReconciliationOutcome(models.TextChoices):
 
 class ReconciliationRun(models.Model):
     account = models.ForeignKey(
-        "trading.Account", on_delete=models.CASCADE, related_name="reconciliation_runs"
+        "accounts.Account", on_delete=models.CASCADE, related_name="reconciliation_runs"
     )
     trigger = models.CharField(max_length=16, choices=ReconciliationTrigger.choices)
     actor = models.CharField(max_length=128)
@@ -97,7 +97,7 @@ class Discrepancy(models.Model):
     """One difference between our books and the broker's, open until a 2FA admin resolves it."""
 
     account = models.ForeignKey(
-        "trading.Account", on_delete=models.CASCADE, related_name="discrepancies"
+        "accounts.Account", on_delete=models.CASCADE, related_name="discrepancies"
     )
     kind = models.CharField(max_length=24, choices=[(k.value, k.value) for k in DiscrepancyKind])
     key = models.CharField(max_length=160, help_text="what it is about (stable across runs)")

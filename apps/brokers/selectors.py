@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from apps.accounts.models import Account, Broker
 from apps.brokers.models import (
     BrokerSession,
     Discrepancy,
     DiscrepancyStatus,
     ReconciliationRun,
 )
-from apps.trading.models import Account, Broker
 
 
 def discrepancies_open() -> list[Discrepancy]:

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.accounts.models import Account, Broker
 from apps.audit.services import audit_record
 from apps.brokers.domain.backoff import backoff_delay
 from apps.brokers.domain.reconcile import (
@@ -54,12 +55,13 @@ from apps.model.venues import (
     Venue,
     VenueError,
 )
-from apps.notifications.services import notify_on_commit
+from apps.notifications.models import Alert
+from apps.notifications.services import alert_raise, alert_resolve, notify_on_commit
 from apps.risk.domain.modes import SystemMode
-from apps.risk.models import Alert, Incident, ModeChange, ModeSource
-from apps.risk.services import alert_raise, alert_resolve, system_mode_get, system_mode_set
+from apps.risk.models import Incident, ModeChange, ModeSource
+from apps.risk.services import system_mode_get, system_mode_set
 from apps.trading import realtime
-from apps.trading.models import Account, Broker, Order, Position
+from apps.trading.models import Order, Position
 from apps.trading.services.common import venue_for
 from apps.trading.services.fills import fill_apply
 from apps.trading.venues.mapping import venue_order

@@ -14,7 +14,7 @@ from encrypted_fields.fields import EncryptedCharField
 
 class BrokerCredential(models.Model):
     account = models.OneToOneField(
-        "trading.Account", on_delete=models.CASCADE, related_name="broker_credential"
+        "accounts.Account", on_delete=models.CASCADE, related_name="broker_credential"
     )
     api_key = EncryptedCharField(max_length=512)
     api_secret = EncryptedCharField(max_length=4096)

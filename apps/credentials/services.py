@@ -41,7 +41,7 @@ def broker_credential_set(
     ``extra_secret=None`` keeps the stored one; ``""`` clears it. The audit row names
     the account and which fields changed, never a value.
     """
-    from apps.trading.models import Account
+    from apps.accounts.models import Account
 
     key = credential_value_clean("api_key", api_key, required=True)
     secret = credential_value_clean("api_secret", api_secret, required=True)

@@ -17,12 +17,12 @@ from typing import Any
 
 from django.utils import timezone
 
+from apps.accounts.models import Account
 from apps.marketdata.domain.csvfile import Rejection
 from apps.marketdata.services import bar_store, feed_status_update, instrument_get_or_create
 from apps.model.bars import Bar
 from apps.risk.models import HypotheticalTrade
 from apps.strategies.domain.base import SignalAction, Strategy
-from apps.trading.models import Account
 from apps.trading.services.decisions import decision_make
 from apps.trading.services.fills import fill_apply
 from apps.trading.services.marking import mark_to_market

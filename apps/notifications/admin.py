@@ -1,4 +1,4 @@
-"""Notifications, deliveries and channel states in the admin: read-only records."""
+"""Notifications, deliveries, channel states and alerts in the admin: read-only records."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from apps.notifications.models import ChannelState, Delivery, Notification, WatchdogHeartbeat
+from apps.notifications.models import (
+    Alert,
+    ChannelState,
+    Delivery,
+    Notification,
+    WatchdogHeartbeat,
+)
 
 
 class _ReadOnly(admin.ModelAdmin):
@@ -54,3 +60,12 @@ class ChannelStateAdmin(_ReadOnly):
 @admin.register(WatchdogHeartbeat)
 class WatchdogHeartbeatAdmin(_ReadOnly):
     list_display = ("last_seen_at", "receiver", "beats")
+
+
+@admin.register(Alert)
+class AlertAdmin(_ReadOnly):
+    """Read-only: raised by the rules, resolved through ``alert_resolve``."""
+
+    list_display = ("created_at", "severity", "code", "message", "resolved_at", "resolved_by")
+    list_filter = ("severity", "resolved_at")
+    search_fields = ("code", "message")

@@ -1,4 +1,5 @@
-"""Notifications and their deliveries, the channels' health, the Alertmanager heartbeat."""
+"""Notifications and their deliveries, the channels' health, the Alertmanager heartbeat,
+and the alerts (the conditions shown on the panel until resolved; table risk_alert)."""
 
 from __future__ import annotations
 
@@ -116,3 +117,36 @@ class WatchdogHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"watchdog last seen {self.last_seen_at}"
+
+
+class AlertSeverity(models.TextChoices):
+    INFO = "info", "info"
+    WARNING = "warning", "warning"
+    ERROR = "error", "error"
+    CRITICAL = "critical", "critical"
+
+
+class Alert(models.Model):
+    """A condition someone should see; one open alert per code (deduplicated)."""
+
+    severity = models.CharField(max_length=8, choices=AlertSeverity.choices)
+    code = models.CharField(max_length=96)
+    message = models.TextField()
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=128, blank=True, default="")
+
+    class Meta:
+        db_table = "risk_alert"  # its table from when it lived in the risk app
+        ordering = ("-created_at", "-id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["code"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="alert_one_open_per_code",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.severity} {self.code}"

@@ -1,5 +1,5 @@
-"""Notification writes: notify(), delivering one delivery, the channels' health, the
-Alertmanager webhooks and the Watchdog check.
+"""Notification writes: notify(), delivering one delivery, the alerts (raise, resolve), the
+channels' health, the Alertmanager webhooks and the Watchdog check.
 
 Shape of a notification's life:
 
@@ -28,11 +28,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.audit.services import audit_record
 from apps.core.exceptions import ApplicationError
+from apps.core.realtime import GROUP_PANEL, broadcast
 from apps.notifications import channels as ch
 from apps.notifications.domain.alertmanager import WebhookMessage
 from apps.notifications.domain.errors import (
@@ -50,8 +52,11 @@ from apps.notifications.domain.routing import (
     severity_of,
     truncate,
 )
+from apps.notifications.exceptions import AlertInvalid
 from apps.notifications.models import (
     OPEN_STATUSES,
+    Alert,
+    AlertSeverity,
     ChannelState,
     Delivery,
     DeliveryStatus,
@@ -394,6 +399,57 @@ def rate_key_prefix() -> str:
     return f"{settings.CACHES['default'].get('KEY_PREFIX', 'tradebot')}:notify:rate:"
 
 
+# --- alerts (one open per code, shown on the panel until resolved) ---------------------------
+
+
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    """The "alert.raised" event payload."""
+    return {
+        "id": alert.pk,
+        "severity": alert.severity,
+        "code": alert.code,
+        "message": alert.message,
+        "created_at": alert.created_at,
+    }
+
+
+def alert_raise(*, severity: str, code: str, message: str, data: dict[str, Any]) -> Alert:
+    """Raise an alert, at most one open per ``code``: an open one is returned as is.
+
+    A new alert is pushed to the panel ("alert.raised") on commit and logged.
+    """
+    if severity not in AlertSeverity.values:
+        raise AlertInvalid(
+            f"unknown severity {severity!r}: use one of {', '.join(AlertSeverity.values)}"
+        )
+    existing = Alert.objects.filter(code=code, resolved_at__isnull=True).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                severity=severity, code=code, message=message, data=dict(data or {})
+            )
+    except IntegrityError:  # raised at the same moment by another process
+        return Alert.objects.get(code=code, resolved_at__isnull=True)
+    level = logging.WARNING if severity in ("info", "warning") else logging.ERROR
+    logger.log(level, "alert %s %s: %s", severity, code, message)
+    broadcast(GROUP_PANEL, "alert.raised", alert_payload(alert))
+    return alert
+
+
+@transaction.atomic
+def alert_resolve(*, alert_id: int, actor: str) -> Alert:
+    """Mark an alert resolved (audited); a later condition with its code raises a new one."""
+    alert = Alert.objects.select_for_update().get(pk=alert_id)
+    if alert.resolved_at is None:
+        alert.resolved_at = timezone.now()
+        alert.resolved_by = actor
+        alert.save(update_fields=["resolved_at", "resolved_by"])
+        audit_record(actor=actor, action="alert.resolve", target=alert.code, data={"id": alert.pk})
+    return alert
+
+
 # --- channel health (bad credentials) --------------------------------------------------------
 
 
@@ -417,8 +473,6 @@ def channel_disable(channel: Channel, *, error: str) -> ChannelState:
     row and raises an "error" alert for the panel; the same settings failing again after
     the cool-down only log a warning. New settings that fail are reported again.
     """
-    from apps.audit.services import audit_record
-
     now = timezone.now()
     fingerprint = ch.config_fingerprint(channel)
     with transaction.atomic():
@@ -448,8 +502,6 @@ def channel_disable(channel: Channel, *, error: str) -> ChannelState:
         error,
     )
     try:
-        from apps.risk.services import alert_raise
-
         alert_raise(
             severity="error",
             code=_credentials_alert_code(channel),
@@ -476,9 +528,6 @@ def channel_enable(channel: Channel) -> None:
 
 
 def _alerts_resolve(code: str) -> None:
-    from apps.risk.models import Alert
-    from apps.risk.services import alert_resolve
-
     for alert_id in Alert.objects.filter(code=code, resolved_at__isnull=True).values_list(
         "id", flat=True
     ):
@@ -544,8 +593,6 @@ def watchdog_check(*, now: datetime | None = None) -> float | None:
     The notification goes out through the app's own channels (Alertmanager is the thing
     that is silent); one per alert episode, repeated after the dedup window.
     """
-    from apps.risk.services import alert_raise
-
     max_age = settings.ALERTMANAGER_WATCHDOG_MAX_AGE_SECONDS
     if not max_age:
         return None

@@ -49,7 +49,7 @@ def _mode_item() -> dict[str, Any]:
 
 
 def _alerts_item(now: datetime) -> dict[str, Any]:
-    from apps.risk.models import Alert
+    from apps.notifications.models import Alert
 
     last_post = (
         ChecklistRun.objects.filter(kind=ChecklistKind.POST_MARKET, created_at__lt=now)
@@ -89,7 +89,8 @@ def _positions_item() -> dict[str, Any]:
 
 
 def _pnl_item(now: datetime) -> dict[str, Any]:
-    from apps.trading.models import Account, EquitySnapshot
+    from apps.accounts.models import Account
+    from apps.trading.models import EquitySnapshot
 
     start = trading_day_start(now)
     parts = []

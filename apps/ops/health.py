@@ -270,7 +270,7 @@ def check_ci() -> Check:
 
 def check_critical_alerts(now: datetime) -> Check:
     try:
-        from apps.risk.models import Alert
+        from apps.notifications.models import Alert
     except ImportError:
         return Check("critical_alerts", WARN, "no Alert model yet: not checked")
     recent = Alert.objects.filter(severity="critical", created_at__gte=now - timedelta(hours=24))

@@ -183,8 +183,9 @@ def stress_portfolios() -> list[tuple[Portfolio, dict[str, int]]]:
 
     Returns (portfolio, {symbol: instrument id}) per account, by account name.
     """
+    from apps.accounts.models import Account
     from apps.risk.services import risk_limits_for
-    from apps.trading.models import Account, Position
+    from apps.trading.models import Position
 
     out = []
     for account in Account.objects.order_by("name"):

@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
 from django.views.csrf import csrf_failure as html_csrf_failure
 
+from apps.accounts.models import Account
 from apps.audit.services import audit_record
 from apps.core.exceptions import ApplicationError
 from apps.core.realtime import jsonable
@@ -29,7 +30,6 @@ from apps.panel.forms import REASON_MAX, mode_from_input
 from apps.panel.views import actor_for
 from apps.risk import services as risk_services
 from apps.risk.models import ModeSource
-from apps.trading.models import Account
 from apps.trading.services import kill_switch
 
 MAX_BODY = 64 * 1024

@@ -13,11 +13,12 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.views.generic import TemplateView
 
+from apps.accounts.models import Account
 from apps.core.access import VerifiedStaffRequiredMixin
 from apps.core.realtime import jsonable
+from apps.notifications.services import alert_payload
 from apps.panel.forms import LIMIT_FIELDS, IncidentUpdateForm, KillSwitchForm, RiskLimitForm
-from apps.risk.services import alert_payload, system_state_get
-from apps.trading.models import Account
+from apps.risk.services import system_state_get
 from apps.trading.selectors import overview_snapshot
 
 
@@ -36,7 +37,7 @@ class OverviewView(VerifiedStaffRequiredMixin, TemplateView):
     template_name = "panel/overview.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from apps.risk.selectors import alert_list_open
+        from apps.notifications.selectors import alert_list_open
         from apps.trading.selectors import risk_overview
 
         context = super().get_context_data(**kwargs)

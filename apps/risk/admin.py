@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.risk.models import Alert, HypotheticalTrade, Incident, ModeChange, RiskLimit, SystemState
+from apps.risk.models import HypotheticalTrade, Incident, ModeChange, RiskLimit, SystemState
 
 
 @admin.register(SystemState)
@@ -74,15 +74,6 @@ class IncidentAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):  # noqa: ANN001, ANN201
         return False
-
-
-@admin.register(Alert)
-class AlertAdmin(IncidentAdmin):
-    """Read-only: raised by the rules, resolved through ``alert_resolve``."""
-
-    list_display = ("created_at", "severity", "code", "message", "resolved_at", "resolved_by")
-    list_filter = ("severity", "resolved_at")
-    search_fields = ("code", "message")
 
 
 @admin.register(HypotheticalTrade)

@@ -21,9 +21,3 @@ class IncidentRefused(ApplicationError):
     """An incident edit or close the rules refuse (closed already, texts missing, no OTP)."""
 
     code = "incident_refused"
-
-
-class AlertInvalid(ApplicationError):
-    """An alert with an unknown severity."""
-
-    code = "alert_invalid"

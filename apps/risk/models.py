@@ -56,7 +56,7 @@ class RiskLimit(models.Model):
     """Risk policy for one account, capped by the settings ceilings (RISK_CEILING_*)."""
 
     account = models.OneToOneField(
-        "trading.Account", on_delete=models.CASCADE, related_name="risk_limit"
+        "accounts.Account", on_delete=models.CASCADE, related_name="risk_limit"
     )
     max_order_notional = MoneyField()
     max_position_notional = MoneyField()
@@ -117,38 +117,6 @@ class Incident(models.Model):
         return f"#{self.pk} {self.status} {self.title}"
 
 
-class AlertSeverity(models.TextChoices):
-    INFO = "info", "info"
-    WARNING = "warning", "warning"
-    ERROR = "error", "error"
-    CRITICAL = "critical", "critical"
-
-
-class Alert(models.Model):
-    """A condition someone should see; one open alert per code (deduplicated)."""
-
-    severity = models.CharField(max_length=8, choices=AlertSeverity.choices)
-    code = models.CharField(max_length=96)
-    message = models.TextField()
-    data = models.JSONField(default=dict)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.CharField(max_length=128, blank=True, default="")
-
-    class Meta:
-        ordering = ("-created_at", "-id")
-        constraints = [
-            models.UniqueConstraint(
-                fields=["code"],
-                condition=models.Q(resolved_at__isnull=True),
-                name="alert_one_open_per_code",
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.severity} {self.code}"
-
-
 class EquityMonitor(models.Model):
     """The latest marked equity of an account and the risk rules' references.
 
@@ -158,7 +126,7 @@ class EquityMonitor(models.Model):
     """
 
     account = models.OneToOneField(
-        "trading.Account", on_delete=models.CASCADE, related_name="equity_monitor"
+        "accounts.Account", on_delete=models.CASCADE, related_name="equity_monitor"
     )
     ts = models.DateTimeField(help_text="market time of the last mark")
     equity = MoneyField()
@@ -185,7 +153,7 @@ class HypotheticalTrade(models.Model):
     """
 
     account = models.ForeignKey(
-        "trading.Account", on_delete=models.CASCADE, related_name="hypothetical_trades"
+        "accounts.Account", on_delete=models.CASCADE, related_name="hypothetical_trades"
     )
     instrument = models.ForeignKey(
         "marketdata.Instrument", on_delete=models.PROTECT, related_name="hypothetical_trades"

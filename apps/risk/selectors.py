@@ -15,7 +15,7 @@ from apps.risk.domain.metrics import (
     correlation_matrix,
     historical_var,
 )
-from apps.risk.models import Alert, Incident
+from apps.risk.models import Incident
 
 _ZERO = Decimal(0)
 _MONEY = Decimal("1e-12")
@@ -30,13 +30,6 @@ _var_cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
 def incident_list() -> list[Incident]:
     """Every incident, newest first, with the mode change that opened it."""
     return list(Incident.objects.select_related("mode_change").order_by("-opened_at", "-id"))
-
-
-def alert_list_open() -> list[Alert]:
-    """Alerts not resolved yet, most severe first, then newest."""
-    rank = {"critical": 0, "error": 1, "warning": 2, "info": 3}
-    alerts = list(Alert.objects.filter(resolved_at__isnull=True).order_by("-created_at", "-id"))
-    return sorted(alerts, key=lambda a: rank.get(a.severity, 9))
 
 
 def var_and_correlation(*, holdings: dict[str, tuple[int, Decimal]]) -> dict[str, Any]:

@@ -18,13 +18,15 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.core.realtime import GROUP_PANEL, broadcast
 from apps.model.time import day_start, parse_day_boundary
+from apps.notifications.models import AlertSeverity
+from apps.notifications.services import alert_raise
 from apps.risk import messages
 from apps.risk.domain.checks import RiskLimits
 from apps.risk.domain.metrics import (
@@ -35,15 +37,8 @@ from apps.risk.domain.metrics import (
     equity_verdict,
 )
 from apps.risk.domain.modes import SystemMode, mode_change_refusal
-from apps.risk.exceptions import (
-    AlertInvalid,
-    IncidentRefused,
-    ModeChangeRefused,
-    RiskLimitInvalid,
-)
+from apps.risk.exceptions import IncidentRefused, ModeChangeRefused, RiskLimitInvalid
 from apps.risk.models import (
-    Alert,
-    AlertSeverity,
     EquityMonitor,
     Incident,
     IncidentStatus,
@@ -54,12 +49,9 @@ from apps.risk.models import (
 )
 
 __all__ = [
-    "AlertInvalid",
     "IncidentRefused",
     "ModeChangeRefused",
     "RiskLimitInvalid",
-    "alert_raise",
-    "alert_resolve",
     "equity_observe",
     "incident_close",
     "incident_update",
@@ -589,7 +581,7 @@ def risk_limit_set(*, account_id: int, values: dict[str, str], actor: str) -> Ri
         An unknown field, a bad number or one out of range (the message names the
         field and the allowed range). The attempt is audited, nothing is changed.
     """
-    from apps.trading.models import Account
+    from apps.accounts.models import Account
 
     data: dict[str, Any] = {
         "target": str(account_id),
@@ -669,57 +661,6 @@ def risk_limits_from(row: RiskLimit | None) -> RiskLimits:
     )
 
 
-# --- alerts -------------------------------------------------------------------------------
-
-
-def alert_payload(alert: Alert) -> dict[str, Any]:
-    """The "alert.raised" event payload."""
-    return {
-        "id": alert.pk,
-        "severity": alert.severity,
-        "code": alert.code,
-        "message": alert.message,
-        "created_at": alert.created_at,
-    }
-
-
-def alert_raise(*, severity: str, code: str, message: str, data: dict[str, Any]) -> Alert:
-    """Raise an alert, at most one open per ``code``: an open one is returned as is.
-
-    A new alert is pushed to the panel ("alert.raised") on commit and logged.
-    """
-    if severity not in AlertSeverity.values:
-        raise AlertInvalid(
-            f"unknown severity {severity!r}: use one of {', '.join(AlertSeverity.values)}"
-        )
-    existing = Alert.objects.filter(code=code, resolved_at__isnull=True).first()
-    if existing is not None:
-        return existing
-    try:
-        with transaction.atomic():
-            alert = Alert.objects.create(
-                severity=severity, code=code, message=message, data=dict(data or {})
-            )
-    except IntegrityError:  # raised at the same moment by another process
-        return Alert.objects.get(code=code, resolved_at__isnull=True)
-    level = logging.WARNING if severity in ("info", "warning") else logging.ERROR
-    logger.log(level, "alert %s %s: %s", severity, code, message)
-    broadcast(GROUP_PANEL, "alert.raised", alert_payload(alert))
-    return alert
-
-
-@transaction.atomic
-def alert_resolve(*, alert_id: int, actor: str) -> Alert:
-    """Mark an alert resolved (audited); a later condition with its code raises a new one."""
-    alert = Alert.objects.select_for_update().get(pk=alert_id)
-    if alert.resolved_at is None:
-        alert.resolved_at = timezone.now()
-        alert.resolved_by = actor
-        alert.save(update_fields=["resolved_at", "resolved_by"])
-        audit_record(actor=actor, action="alert.resolve", target=alert.code, data={"id": alert.pk})
-    return alert
-
-
 # --- equity rules -------------------------------------------------------------------------
 
 
@@ -751,7 +692,7 @@ def equity_observe(
     with transaction.atomic():
         monitor = EquityMonitor.objects.select_for_update().filter(account_id=account_id).first()
         if monitor is None:
-            from apps.trading.models import Account
+            from apps.accounts.models import Account
 
             peak = Account.objects.values_list("peak_equity", flat=True).get(pk=account_id)
             monitor = EquityMonitor(

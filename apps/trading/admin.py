@@ -1,20 +1,6 @@
 from django.contrib import admin
 
-from apps.trading.models import Account, EquitySnapshot, Fill, Order, Position
-
-
-@admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
-    list_display = (
-        "name",
-        "broker",
-        "currency",
-        "cash",
-        "realized_pnl",
-        "fees_paid",
-        "peak_equity",
-    )
-    readonly_fields = ("cash", "realized_pnl", "fees_paid", "peak_equity", "created_at")
+from apps.trading.models import EquitySnapshot, Fill, Order, Position
 
 
 class ReadOnlyMixin:

@@ -1,4 +1,6 @@
-"""Accounts, orders, fills, positions and equity: thin ORM around apps.trading.domain.
+"""Orders, fills, positions and equity: thin ORM around apps.trading.domain.
+
+The accounts they belong to are apps.accounts.models.Account.
 
 Fields we own (intent) and fields the broker reports are kept apart:
 ``client_order_id`` is ours and unique in the database (the idempotency key of
@@ -11,31 +13,11 @@ from decimal import Decimal
 
 from django.db import models
 
+from apps.accounts.models import Account
 from apps.core.fields import MoneyField, PriceField, QuantityField
 from apps.model.orders import OrderStatus as DomainOrderStatus
 
 ORDER_STATUS_CHOICES = [(s.value, s.value) for s in DomainOrderStatus]
-
-
-class Broker(models.TextChoices):
-    PAPER = "paper", "paper simulator"
-    KRAKEN = "kraken", "Kraken"
-    IBKR = "ibkr", "Interactive Brokers"
-
-
-class Account(models.Model):
-    name = models.CharField(max_length=64, unique=True)
-    broker = models.CharField(max_length=16, choices=Broker.choices, default=Broker.PAPER)
-    currency = models.CharField(max_length=16, default="USD")
-    starting_cash = MoneyField()
-    cash = MoneyField(help_text="cash balance in the account currency")
-    fees_paid = MoneyField(default=Decimal(0))
-    realized_pnl = MoneyField(default=Decimal(0))
-    peak_equity = MoneyField(help_text="highest equity marked so far (drawdown reference)")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class Order(models.Model):

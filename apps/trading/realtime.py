@@ -5,9 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from apps.accounts.models import Account
 from apps.audit.models import DecisionLog
 from apps.core.realtime import GROUP_PANEL, broadcast
-from apps.trading.models import Account, EquitySnapshot, Fill, Order, Position
+from apps.trading.models import EquitySnapshot, Fill, Order, Position
 
 
 def equity_payload(snapshot: EquitySnapshot, account: Account) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, models
 
+from apps.accounts.models import Account
 from apps.audit.models import DecisionLog
 from apps.core.realtime import jsonable
 from apps.marketdata.models import FeedStatus, Instrument
@@ -29,7 +30,7 @@ from apps.risk.models import EquityMonitor, HypotheticalTrade, RiskLimit, System
 from apps.risk.selectors import var_and_correlation
 from apps.risk.services import limit_ranges, risk_limits_for, system_state_get
 from apps.trading import realtime
-from apps.trading.models import Account, EquitySnapshot, Fill, Order, Position
+from apps.trading.models import EquitySnapshot, Fill, Order, Position
 
 _ZERO = Decimal(0)
 _MONEY = Decimal("1e-12")

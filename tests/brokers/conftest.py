@@ -8,9 +8,10 @@ from decimal import Decimal
 
 import pytest
 
+from apps.accounts.models import Account
 from apps.marketdata.models import Instrument
 from apps.risk.models import RiskLimit
-from apps.trading.models import Account, Order
+from apps.trading.models import Order
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.venues.factory import venues_reset
 from apps.trading.venues.kraken import kraken_client_order_id

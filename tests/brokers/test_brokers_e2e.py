@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from apps.accounts.models import Account
 from apps.brokers.models import Discrepancy
 from apps.brokers.services import broker_sync, reconcile_account
 from apps.marketdata.models import AssetClass, Instrument
@@ -15,7 +16,7 @@ from apps.risk.domain.modes import SystemMode
 from apps.risk.models import RiskLimit
 from apps.risk.services import system_mode_get
 from apps.strategies.domain.base import Signal, SignalAction
-from apps.trading.models import Account, Fill, Order, Position
+from apps.trading.models import Fill, Order, Position
 from apps.trading.services import orders as services
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.services.decisions import decision_make

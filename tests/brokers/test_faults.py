@@ -20,8 +20,9 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.brokers.models import BrokerSession, Discrepancy, DiscrepancyStatus
 from apps.brokers.services import broker_sync, fills_sync, reconcile_account, session_for
+from apps.notifications.models import Alert
 from apps.risk.domain.modes import SystemMode
-from apps.risk.models import Alert, Incident
+from apps.risk.models import Incident
 from apps.risk.services import system_mode_get
 from apps.strategies.domain.base import SignalAction
 from apps.trading.models import Fill, Order, Position
@@ -259,7 +260,7 @@ def test_reconcile_when_broker_has_an_order_we_do_not_know_then_recorded_and_pau
     kraken_account()
     txid = kraken.add_foreign_order(pair="XBTUSD", side="sell", volume="0.01", price="90000")
 
-    from apps.trading.models import Account
+    from apps.accounts.models import Account
 
     run = reconcile_account(account=Account.objects.get(name="kraken"), trigger="command")
 

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from apps.accounts.models import Account
 from apps.audit.models import DecisionLog
 from apps.engine.runner import Engine
 from apps.marketdata.domain.csvfile import read_bars
 from apps.marketdata.models import Bar, FeedStatus
 from apps.strategies.domain.registry import build_strategy
-from apps.trading.models import Account, EquitySnapshot, Fill, Order, Position
+from apps.trading.models import EquitySnapshot, Fill, Order, Position
 from tests.trading.factories import paper_account
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from apps.accounts.models import Account
 from apps.audit.models import AuditEvent, DecisionAction, DecisionLog
 from apps.engine.runner import Engine
 from apps.marketdata.domain.csvfile import read_bars
@@ -26,7 +27,7 @@ from apps.risk.models import ModeSource
 from apps.risk.services import system_mode_set
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sma_cross import SmaCross
-from apps.trading.models import Account, Fill, Order, Position
+from apps.trading.models import Fill, Order, Position
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.services.decisions import decision_make
 from apps.trading.services.fills import fill_apply

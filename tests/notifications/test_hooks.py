@@ -11,9 +11,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from apps.notifications.models import Notification, WatchdogHeartbeat
+from apps.notifications.models import Alert, Notification, WatchdogHeartbeat
 from apps.notifications.services import watchdog_check
-from apps.risk.models import Alert
 from tests.notifications.domain.test_alertmanager_payload import payload
 
 pytestmark = pytest.mark.django_db

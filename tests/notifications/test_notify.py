@@ -9,14 +9,13 @@ import pytest
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
-from apps.notifications.models import ChannelState, Delivery, Notification
+from apps.notifications.models import Alert, ChannelState, Delivery, Notification
 from apps.notifications.services import (
     NotificationInvalid,
     deliveries_requeue,
     delivery_send,
     notify,
 )
-from apps.risk.models import Alert
 from tests.fakes.telegram import TOKEN
 
 pytestmark = pytest.mark.django_db

@@ -10,13 +10,14 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from apps.accounts.models import Account
 from apps.marketdata.services import bars_store, feed_status_update, instrument_get_or_create
 from apps.ml.models import CalibrationSnapshot, ModelVersion
 from apps.model.bars import Bar as BarValue
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
 from apps.ops.services import maintenance_run
-from apps.trading.models import Account, Order
+from apps.trading.models import Order
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.services.common import new_client_order_id
 from apps.trading.services.fills import fill_apply

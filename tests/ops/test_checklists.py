@@ -16,12 +16,11 @@ from apps.audit.services import decision_record
 from apps.brokers.models import Discrepancy
 from apps.brokers.services import reconcile_account
 from apps.marketdata.models import FeedStatus
-from apps.notifications.models import Delivery, Notification
+from apps.notifications.models import Alert, Delivery, Notification
 from apps.ops.checklists import checklist_items
 from apps.ops.models import ChecklistRun, MaintenanceRun
 from apps.ops.services import checklist_item_tick, checklist_run
 from apps.risk.domain.modes import SystemMode
-from apps.risk.models import Alert
 from apps.risk.services import system_mode_set
 from apps.trading.models import EquitySnapshot, Order, Position
 from tests.fakes.telegram import TOKEN, bot_api_server

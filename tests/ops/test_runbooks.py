@@ -17,12 +17,12 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.core.pidfile import pidfile as engine_pidfile
 from apps.marketdata.models import FeedStatus
+from apps.notifications.models import Alert
 from apps.ops import health
 from apps.ops.models import MaintenanceRun
 from apps.ops.pidfile import engine_pid
 from apps.ops.services import heartbeat_beat
 from apps.risk.domain.modes import SystemMode
-from apps.risk.models import Alert
 from apps.risk.services import system_mode_get, system_mode_set
 from apps.trading.services.kill_switch import mode_change
 from tests.panel.conftest import otp_login

@@ -16,13 +16,14 @@ from django.core.management.base import CommandError
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from apps.accounts.models import Account
 from apps.audit.models import AuditEvent
 from apps.marketdata.models import Bar
 from apps.ops.metrics import MaintenanceCollector
 from apps.ops.models import MaintenanceRun, StressReport
 from apps.ops.stress import stress_test_run
 from apps.risk.models import RiskLimit
-from apps.trading.models import Account, Position
+from apps.trading.models import Position
 from tests.conftest import otp_login
 from tests.trading.factories import instrument, paper_account
 

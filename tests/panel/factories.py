@@ -7,11 +7,12 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from apps.accounts.models import Account
 from apps.audit.services import decision_record
 from apps.marketdata.services import feed_status_update, instrument_get_or_create
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
-from apps.trading.models import Account, Order
+from apps.trading.models import Order
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.services.common import new_client_order_id
 from apps.trading.services.fills import fill_apply

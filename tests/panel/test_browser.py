@@ -25,6 +25,7 @@ from django.utils import timezone
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.models import Account
 from apps.core.realtime import GROUP_PANEL, broadcast_now
 from apps.engine.runner import Engine
 from apps.marketdata.domain.csvfile import read_bars
@@ -32,7 +33,7 @@ from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Incident
 from apps.risk.services import system_mode_get
 from apps.strategies.domain.registry import build_strategy
-from apps.trading.models import Account, EquitySnapshot, Order, Position
+from apps.trading.models import EquitySnapshot, Order, Position
 from apps.trading.services.accounts import account_get_or_create
 from tests.panel.factories import trading_history_create
 

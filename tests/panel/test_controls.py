@@ -7,6 +7,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
+from apps.notifications.services import alert_raise
 from apps.risk import services as risk_services
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Incident, ModeChange
@@ -273,9 +274,7 @@ def test_limits_form_when_out_of_range_then_refused_and_unchanged(verified_clien
 def test_overview_shows_controls_alerts_and_daily_pnl(verified_client):
     # Arrange
     trading_history_create(points=10)
-    risk_services.alert_raise(
-        severity="warning", code="feed.stale", message="BTC-USD feed stale", data={}
-    )
+    alert_raise(severity="warning", code="feed.stale", message="BTC-USD feed stale", data={})
 
     # Act
     response = verified_client.get(reverse("panel:overview"))

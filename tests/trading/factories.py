@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from apps.accounts.models import Account
 from apps.marketdata.models import Instrument
 from apps.marketdata.services import instrument_get_or_create
 from apps.risk.models import RiskLimit
-from apps.trading.models import Account, Order
+from apps.trading.models import Order
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.services.common import new_client_order_id
 

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "two_factor",
     "axes",
     "apps.core",
+    "apps.accounts",
     "apps.audit",
     "apps.risk",
     "apps.marketdata",

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from apps.trading.models import Account, Broker
+from apps.accounts.models import Account, Broker
 
 logger = logging.getLogger(__name__)
 

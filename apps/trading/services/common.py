@@ -6,6 +6,7 @@ import logging
 import uuid
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from apps.accounts.models import Account
 from apps.marketdata.models import Instrument
 from apps.model.orders import OrderIntent, OrderStatus, transition
 from apps.model.values import Instrument as InstrumentSpec
@@ -13,7 +14,7 @@ from apps.model.values import OrderType, Side
 from apps.model.venues import (
     Venue,
 )
-from apps.trading.models import Account, Order
+from apps.trading.models import Order
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts.models import Account
 from apps.audit.models import DecisionAction, DecisionLog
 from apps.audit.services import decision_record
 from apps.marketdata.models import Instrument
@@ -22,7 +23,7 @@ from apps.risk.services import risk_limits_from, system_state_get
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sizing import quantity_for_stake
 from apps.trading import realtime
-from apps.trading.models import Account, Order, Position
+from apps.trading.models import Order, Position
 from apps.trading.selectors import decision_inputs, risk_context_for
 from apps.trading.services.common import DB_QUANTUM, instrument_spec, new_client_order_id
 from apps.trading.services.observation import hypothetical_position, hypothetical_trade_record

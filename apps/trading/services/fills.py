@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts.models import Account
 from apps.core import influx
 from apps.core.db import rows_update
 from apps.model.accounting import Position as PositionValue
@@ -16,7 +17,7 @@ from apps.model.orders import OrderState, OrderStatus
 from apps.model.values import OrderType, Side
 from apps.notifications.services import notify_on_commit
 from apps.trading import realtime
-from apps.trading.models import Account, Fill, Order, Position
+from apps.trading.models import Fill, Order, Position
 from apps.trading.services.common import BULK_BROADCAST_LIMIT, money
 
 logger = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from apps.accounts.models import Account
 from apps.audit.services import audit_record
 from apps.core.db import rows_update
 from apps.model.orders import OPEN_STATUSES, OrderStatus
@@ -33,7 +34,7 @@ from apps.risk.services import (
     system_state_get,
 )
 from apps.trading import realtime
-from apps.trading.models import Account, Order, Position
+from apps.trading.models import Order, Position
 from apps.trading.services.common import (
     BULK_BROADCAST_LIMIT,
     KILL_ORDER_PREFIX,

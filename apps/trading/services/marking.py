@@ -8,12 +8,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.db import transaction
 
+from apps.accounts.models import Account
 from apps.core import influx
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import ModeSource
 from apps.risk.services import equity_observe
 from apps.trading import realtime
-from apps.trading.models import Account, EquitySnapshot, Position
+from apps.trading.models import EquitySnapshot, Position
 from apps.trading.services.common import money
 from apps.trading.services.kill_switch import kill_switch_engage
 

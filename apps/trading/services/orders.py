@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apps.accounts.models import Account
 from apps.audit.services import audit_record
 from apps.core import influx
 from apps.marketdata.models import Instrument
@@ -24,7 +25,7 @@ from apps.risk.domain.modes import SystemMode
 from apps.risk.models import SystemState
 from apps.risk.services import system_mode_lock_shared
 from apps.trading import realtime
-from apps.trading.models import Account, Order, Position
+from apps.trading.models import Order, Position
 from apps.trading.selectors import columns_sql, instance_from_row
 from apps.trading.services.common import KILL_ORDER_PREFIX, order_intent, set_status, venue_for
 from apps.trading.venues.mapping import venue_order

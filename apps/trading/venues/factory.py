@@ -17,7 +17,7 @@ from apps.model.venues import Venue, VenueConfigurationError
 from apps.trading.venues.policy import broker_refusal
 
 if TYPE_CHECKING:
-    from apps.trading.models import Account
+    from apps.accounts.models import Account
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()

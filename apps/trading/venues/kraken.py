@@ -70,7 +70,7 @@ from apps.trading.venues.metrics import BROKER_MALFORMED_MESSAGES
 
 logger = logging.getLogger(__name__)
 
-BROKER = "kraken"  # apps.trading.models.Broker.KRAKEN (not imported: no Django needed here)
+BROKER = "kraken"  # apps.accounts.models.Broker.KRAKEN (not imported: no Django needed here)
 
 # Our client order ids (apps.trading.services.common.new_client_order_id and the kill switch's).
 ORDER_ID_PREFIX = "tb-"

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from apps.accounts.models import Account, Broker
 from apps.model.bars import Bar
 from apps.model.orders import Fill, OrderState, OrderStatus
 from apps.model.paper import PaperMatcher, SlippageModel
@@ -26,7 +27,7 @@ from apps.model.venues import (
     VenueAck,
     VenueOrder,
 )
-from apps.trading.models import Account, Broker, Order, Position
+from apps.trading.models import Order, Position
 
 # SUBMITTED is on the book too: for the paper broker, "sent" and "received" are the
 # same instant, and a fill may overtake the ack (SUBMITTED -> FILLED is a legal edge).

@@ -6,14 +6,16 @@ from decimal import Decimal as D
 
 import pytest
 
+from apps.accounts.models import Account
 from apps.audit.models import AuditEvent
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
+from apps.notifications.models import Alert
 from apps.risk.domain.modes import SystemMode
 from apps.risk.exceptions import ModeChangeRefused
-from apps.risk.models import Alert, Incident
+from apps.risk.models import Incident
 from apps.risk.services import system_mode_get, system_mode_set
-from apps.trading.models import Account, Order, Position
+from apps.trading.models import Order, Position
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.services.common import KILL_ORDER_PREFIX, new_client_order_id
 from apps.trading.services.fills import fill_apply

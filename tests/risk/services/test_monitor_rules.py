@@ -15,8 +15,9 @@ from apps.marketdata.domain.csvfile import read_bars
 from apps.model.bars import Bar
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
+from apps.notifications.models import Alert
 from apps.risk.domain.modes import SystemMode
-from apps.risk.models import Alert, EquityMonitor, Incident, ModeChange
+from apps.risk.models import EquityMonitor, Incident, ModeChange
 from apps.risk.services import system_mode_get
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Position

@@ -6,10 +6,11 @@ from decimal import Decimal as D
 
 import pytest
 
+from apps.accounts.models import Account
 from apps.model.errors import OverfillError
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
-from apps.trading.models import Account, Fill, Order, Position
+from apps.trading.models import Fill, Order, Position
 from apps.trading.services.fills import fill_apply, fills_apply
 from apps.trading.services.marking import mark_to_market
 from tests.trading.factories import T0, accepted_order, instrument, paper_account
@@ -150,7 +151,7 @@ def test_position_fees_when_fills_booked_one_by_one_and_batched_then_equal_fills
 def test_fees_migration_when_position_fees_doubled_then_recomputed_from_fills() -> None:
     from django.apps import apps as django_apps
 
-    migration = importlib.import_module("apps.trading.migrations.0003_position_fees_from_fills")
+    migration = importlib.import_module("apps.trading.migrations.0004_position_fees_from_fills")
     account = paper_account("1000")
     inst = instrument()
     buy = accepted_order(account, inst, quantity="2")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.accounts.models import Account
 from apps.brokers.models import ReconciliationOutcome, ReconciliationTrigger
 from apps.brokers.services import reconcile_account
 from apps.core.cli import cli_actor
-from apps.trading.models import Account
 
 
 class Command(BaseCommand):

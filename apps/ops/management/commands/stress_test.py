@@ -30,8 +30,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from apps.accounts.models import Account
         from apps.ops.stress import stress_steps, stress_test_run
-        from apps.trading.models import Account
 
         bar = tqdm(
             total=stress_steps(Account.objects.count()),

@@ -25,6 +25,6 @@ def fees_from_fills(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("trading", "0002_order_created_at_index")]
+    dependencies = [("trading", "0003_account_moved_to_accounts")]
 
     operations = [migrations.RunPython(fees_from_fills, migrations.RunPython.noop)]
