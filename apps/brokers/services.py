@@ -10,7 +10,7 @@
   process that sends) heartbeats, reconnects with backoff and jitter, alerts after
   2 minutes and PAUSES after the grace period; after a reconnect it reconciles before
   trading resumes.
-- ``orders_outbox_sweep`` re-enqueues orders whose enqueue was lost (Redis down when
+- (the outbox sweep, ``apps.trading.services.outbox``, re-enqueues orders whose enqueue was lost (Redis down when
   their transaction committed) and refuses stale ones.
 """
 
@@ -48,7 +48,7 @@ from apps.brokers.models import (
     ReconciliationTrigger,
 )
 from apps.core.exceptions import ApplicationError
-from apps.model.orders import OrderStateError, OrderStatus, transition
+from apps.model.orders import OrderStateError, OrderStatus
 from apps.model.venues import (
     BrokerOrder,
     ConnectionState,
@@ -62,7 +62,7 @@ from apps.risk.models import Incident, ModeChange, ModeSource
 from apps.risk.services import system_mode_get, system_mode_set
 from apps.trading import realtime
 from apps.trading.models import Order, Position
-from apps.trading.services.common import venue_for
+from apps.trading.services.common import status_move, venue_for
 from apps.trading.services.fills import fill_apply
 from apps.trading.venues.mapping import venue_order
 
@@ -98,19 +98,6 @@ def live_accounts() -> list[Account]:
 # --- settling: fills and in-flight orders ---------------------------------------------------
 
 
-def _order_move(order: Order, new: OrderStatus, reason: str) -> bool:
-    """Move ``order`` (locked) to ``new`` when the edge is legal; False when it is not."""
-    current = OrderStatus(order.status)
-    if current is new:
-        return False
-    try:
-        order.status = transition(current, new).value
-    except OrderStateError:
-        return False
-    order.status_reason = reason
-    return True
-
-
 def _settle_from_broker(order_id: int, theirs: BrokerOrder | None, *, never_received: bool) -> bool:
     """Bring one of our sent orders to the broker's status (fills are applied separately)."""
     with transaction.atomic():
@@ -119,7 +106,7 @@ def _settle_from_broker(order_id: int, theirs: BrokerOrder | None, *, never_rece
         changed = False
         if theirs is None:
             if never_received and order.status == OrderStatus.SUBMITTED:
-                changed = _order_move(
+                changed = status_move(
                     order,
                     OrderStatus.CANCELED,
                     "never reached the broker (status query found nothing); not resent",
@@ -138,9 +125,9 @@ def _settle_from_broker(order_id: int, theirs: BrokerOrder | None, *, never_rece
                 OrderStatus.PENDING_CANCEL,
             ):
                 # The ack was lost: the broker has it. Fills come through fill_apply.
-                changed |= _order_move(order, OrderStatus.ACCEPTED, "ack recovered by status query")
+                changed |= status_move(order, OrderStatus.ACCEPTED, "ack recovered by status query")
             if target.is_terminal and target is not OrderStatus.FILLED and filled_matches:
-                changed |= _order_move(
+                changed |= status_move(
                     order, target, theirs.reason or f"{target.value} at the broker"
                 )
         if changed:
@@ -651,7 +638,7 @@ def _adopt(row: Discrepancy, kind: DiscrepancyKind, actor: str) -> None:
     elif kind is DiscrepancyKind.MISSING_ORDER:
         client_order_id = row.key.split(":", 1)[1]
         order = Order.objects.select_for_update().get(client_order_id=client_order_id)
-        if not _order_move(order, OrderStatus.CANCELED, f"adopted the broker's state ({actor})"):
+        if not status_move(order, OrderStatus.CANCELED, f"adopted the broker's state ({actor})"):
             raise DiscrepancyResolveRefused(
                 f"order {client_order_id} is {order.status}: it cannot be marked cancelled"
             )
@@ -796,53 +783,3 @@ def _escalate_only(account: Account, session: BrokerSession, now: datetime) -> N
 
 
 # --- the outbox ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    requeued: tuple[str, ...]
-    expired: tuple[str, ...]
-
-
-def orders_outbox_sweep(*, now: datetime | None = None) -> SweepResult:
-    """Orders recorded but never handed to the queue: re-enqueue fresh ones, refuse stale ones.
-
-    ``order_send`` is idempotent (only an INITIALIZED order is sent, under its row
-    lock), so re-enqueueing an order whose first message is merely slow sends nothing
-    twice. An order older than ORDER_OUTBOX_MAX_AGE_SECONDS is a stale decision: it is
-    DENIED with the reason, never sent.
-    """
-    from apps.trading.tasks import order_send as order_send_task
-
-    now = now or timezone.now()
-    fresh_after = now - timedelta(seconds=settings.ORDER_OUTBOX_MAX_AGE_SECONDS)
-    settle_before = now - timedelta(seconds=settings.ORDER_OUTBOX_MIN_AGE_SECONDS)
-    expired: list[str] = []
-    with transaction.atomic():
-        for order in Order.objects.select_for_update(skip_locked=True).filter(
-            status=OrderStatus.INITIALIZED, created_at__lt=fresh_after
-        ):
-            order.status = transition(OrderStatus.INITIALIZED, OrderStatus.DENIED).value
-            order.status_reason = (
-                f"not sent within {settings.ORDER_OUTBOX_MAX_AGE_SECONDS} s (queue unavailable): "
-                "a stale decision is never sent"
-            )
-            order.save(update_fields=["status", "status_reason", "updated_at"])
-            expired.append(order.client_order_id)
-            realtime.broadcast_order(order)
-        if expired:
-            audit_record(
-                actor="outbox", action="orders.stale_denied", target="", data={"orders": expired}
-            )
-    requeue = list(
-        Order.objects.filter(
-            status=OrderStatus.INITIALIZED,
-            created_at__gte=fresh_after,
-            created_at__lt=settle_before,
-        ).values_list("pk", "client_order_id")
-    )
-    for pk, _cid in requeue:
-        order_send_task.delay(order_id=pk)
-    if requeue:
-        logger.warning("outbox: re-enqueued %d unsent orders", len(requeue))
-    return SweepResult(tuple(c for _, c in requeue), tuple(expired))

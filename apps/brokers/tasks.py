@@ -32,7 +32,7 @@ def reconcile(trigger: str = "schedule", actor: str = "reconciliation") -> list[
 
 @shared_task(name="brokers.outbox_sweep", ignore_result=True, expires=10)
 def outbox_sweep() -> int:
-    from apps.brokers.services import orders_outbox_sweep
+    from apps.trading.services.outbox import orders_outbox_sweep
 
     result = orders_outbox_sweep()
     return len(result.requeued) + len(result.expired)

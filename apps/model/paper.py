@@ -65,6 +65,22 @@ class SlippageModel:
 NO_SLIPPAGE = SlippageModel()
 
 
+def paper_fee(quantity: Decimal, price: Decimal, fee_rate: Decimal) -> Decimal:
+    """The paper fee of a fill: ``fee_rate * quantity * price`` (in this order: Decimal
+    products round at each step, and every paper fill must round the same way)."""
+    return fee_rate * quantity * price
+
+
+def paper_market_fill(
+    reference: Decimal, side: Side, quantity: Decimal, *, slippage: SlippageModel, fee_rate: Decimal
+) -> tuple[Decimal, Decimal]:
+    """The price and fee of a paper market fill at ``reference`` (a bar's open, or the last
+    mark for an emergency close): slippage against the order, the fee on the slipped price.
+    The one rule for the matcher, the kill switch's close at the mark and OBSERVATION."""
+    price = slippage.apply(reference, side)
+    return price, paper_fee(quantity, price, fee_rate)
+
+
 class _Working:
     """An order on the matcher's book, with its eligibility time and fill counter."""
 
@@ -251,7 +267,7 @@ class PaperMatcher:
                 side=order.side,
                 quantity=quantity,
                 price=price,
-                fee=self.fee_rate * quantity * price,
+                fee=paper_fee(quantity, price, self.fee_rate),
                 ts=ts,
             )
             order.apply_fill(fill)

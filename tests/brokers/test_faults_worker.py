@@ -23,11 +23,12 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from apps.brokers.services import orders_outbox_sweep, reconcile_account
+from apps.brokers.services import reconcile_account
 from apps.marketdata.models import Instrument
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Order
 from apps.trading.services.decisions import decision_make
+from apps.trading.services.outbox import orders_outbox_sweep
 from tests.brokers.conftest import broker_orders, kraken_account, kraken_env
 from tests.fakes.redis_server import RedisServer
 from tests.fakes.tcp_proxy import TcpProxy

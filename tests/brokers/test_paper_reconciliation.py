@@ -25,7 +25,6 @@ from apps.brokers.models import (
 from apps.brokers.services import (
     DiscrepancyResolveRefused,
     discrepancy_resolve,
-    orders_outbox_sweep,
     reconcile_account,
     startup_reconcile,
 )
@@ -34,6 +33,7 @@ from apps.risk.models import ModeChange
 from apps.risk.services import system_mode_get, system_mode_set
 from apps.trading.models import Order, Position
 from apps.trading.services.common import new_client_order_id
+from apps.trading.services.outbox import orders_outbox_sweep
 from tests.conftest import otp_login
 from tests.trading.factories import accepted_order, instrument, paper_account
 

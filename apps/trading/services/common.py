@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from apps.accounts.models import Account
 from apps.marketdata.models import Instrument
-from apps.model.orders import OrderIntent, OrderStatus, transition
+from apps.model.orders import OrderIntent, OrderStateError, OrderStatus, transition
 from apps.model.values import Instrument as InstrumentSpec
 from apps.model.values import OrderType, Side
 from apps.model.venues import (
@@ -71,3 +71,18 @@ def order_intent(order: Order) -> OrderIntent:
 # Broadcasting every one of hundreds of order updates at once floods the channel layer;
 # past this many, the panel gets the first ones and reloads the rest on mode.changed.
 BULK_BROADCAST_LIMIT = 50
+
+
+def status_move(order: Order, new: OrderStatus, reason: str) -> bool:
+    """Move ``order`` (locked) to ``new`` when the edge is legal; False when it is not (or it
+    is there already). Reconciliation settles orders through this; ``set_status`` is the
+    strict form that raises on an illegal edge."""
+    current = OrderStatus(order.status)
+    if current is new:
+        return False
+    try:
+        order.status = transition(current, new).value
+    except OrderStateError:
+        return False
+    order.status_reason = reason
+    return True

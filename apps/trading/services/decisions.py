@@ -197,7 +197,7 @@ def decision_make(
 
 def _enqueue_send(task: Any, order_id: int) -> None:
     """Hand a committed order to the execution queue; if the queue is down, the outbox sweep
-    (apps.brokers.services.orders_outbox_sweep) sends it later, or refuses it when stale."""
+    (apps.trading.services.outbox.orders_outbox_sweep) sends it later, or refuses it when stale."""
     try:
         task.delay(order_id=order_id)
     except Exception:  # noqa: BLE001 - the order is recorded; never lose the engine over it

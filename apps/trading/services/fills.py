@@ -90,55 +90,35 @@ def _fill_book(
 def fill_apply(*, fill: FillValue) -> Fill | None:
     """Apply one broker execution exactly once. Returns None when it was applied before.
 
-    The order row lock serializes every fill of an order, so the "seen this trade
-    id?" check cannot race; the (account, trade_id) unique constraint backs it.
+    The one-fill case of ``fills_apply`` (one booking path for every fill).
     """
-    with transaction.atomic():
-        order = (
-            Order.objects.select_for_update()
-            .select_related("instrument", "account")
-            .get(client_order_id=fill.client_order_id)
-        )
-        trade_ids = set(order.fills.values_list("trade_id", flat=True))
-        if fill.trade_id in trade_ids:
-            logger.info("fill %s already applied: ignored", fill.trade_id)
-            return None
-        state = order_state(order, trade_ids)
-        state.apply_fill(fill)  # raises on overfill or an illegal status; nothing is written then
-
-        position, _ = Position.objects.select_for_update().get_or_create(
-            account=order.account, instrument=order.instrument
-        )
-        account = Account.objects.select_for_update().get(pk=order.account_id)
-        row = _fill_book(fill=fill, state=state, order=order, position=position, account=account)
-        account.save(update_fields=["cash", "fees_paid", "realized_pnl"])
-        position.save()
-        order.save(
-            update_fields=["status", "filled_quantity", "avg_fill_price", "fees", "updated_at"]
-        )
-        row.save()
-        transaction.on_commit(lambda: influx.write_fill(row, order))
-        notify_on_commit(  # info: recorded, not pushed (table 5.1)
-            severity="info",
-            code="order.filled",
-            title=f"Fill {fill.trade_id}: {fill.side.value} {fill.quantity} {fill.instrument}",
-            body=f"at {fill.price}, fee {fill.fee}; order {order.client_order_id} {order.status}",
-            dedup_key=f"fill:{order.account_id}:{fill.trade_id}",
-            data={"order": order.client_order_id, "trade_id": fill.trade_id},
-        )
-        realtime.broadcast_fill(row, order)
-        realtime.broadcast_order(order)
-        realtime.broadcast_positions(account)
-    return row
+    rows = fills_apply(fills=[fill])
+    if not rows:
+        logger.info("fill %s already applied: ignored", fill.trade_id)
+        return None
+    return rows[0]
 
 
 def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
-    """Apply many executions of ONE account at once, each exactly once.
+    """Apply executions of ONE account, each exactly once: the one booking path for fills
+    (the engine's and reconciliation's one at a time through ``fill_apply``, the kill
+    switch's closing fills in a batch).
 
-    The same rules as ``fill_apply`` (the same domain objects: ``OrderState.apply_fill``
-    and the average-cost ``Position``; the same locks in the same order: orders ->
-    positions -> account; the same rounding) in a constant number of queries, for the
-    kill switch's closing fills. A fill whose trade id was applied before is skipped.
+    The order rows are locked, then the positions, then the account (the documented lock
+    order), so every fill of an order is serialized and the "seen this trade id?" check
+    cannot race; the (account, trade_id) unique constraint backs it. Each fill goes
+    through ``OrderState.apply_fill`` (which refuses an overfill or an illegal status:
+    nothing of the batch is written then) and the average-cost ``Position``, in a
+    constant number of queries. A fill whose trade id was applied before is skipped.
+    After the commit each new fill is written to InfluxDB and recorded as an info
+    notification; the panel gets the first BULK_BROADCAST_LIMIT fills and orders.
+
+    Raises
+    ------
+    Order.DoesNotExist
+        A fill names an order we do not have (nothing is written).
+    ValueError
+        The fills belong to more than one account.
     """
     if not fills:
         return []
@@ -150,6 +130,9 @@ def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
             .filter(client_order_id__in=[f.client_order_id for f in fills])
             .order_by("id")
         }
+        unknown = sorted({f.client_order_id for f in fills} - set(orders))
+        if unknown:
+            raise Order.DoesNotExist(f"no order with client order id {unknown[0]!r}")
         account_ids = {o.account_id for o in orders.values()}
         if len(account_ids) != 1:
             raise ValueError(
@@ -176,6 +159,7 @@ def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
         account = Account.objects.select_for_update().get(pk=account_id)
         states: dict[int, OrderState] = {}
         rows: list[Fill] = []
+        booked: list[FillValue] = []
         for fill in fills:
             order = orders[fill.client_order_id]
             if fill.trade_id in seen[order.pk]:
@@ -183,6 +167,8 @@ def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
             state = states.get(order.pk) or order_state(order, seen[order.pk])
             state.apply_fill(fill)  # raises on overfill: nothing of the batch is written
             states[order.pk] = state
+            seen[order.pk].add(fill.trade_id)  # the same execution twice in one batch: once
+            booked.append(fill)
             rows.append(
                 _fill_book(
                     fill=fill,
@@ -211,8 +197,25 @@ def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
             ["status", "filled_quantity", "avg_fill_price", "fees", "updated_at"],
         )
         Fill.objects.bulk_create(rows)
+        for row, fill in zip(rows, booked, strict=True):
+            _fill_recorded_on_commit(row, fill)
         for row in rows[:BULK_BROADCAST_LIMIT]:
             realtime.broadcast_fill(row, row.order)
             realtime.broadcast_order(row.order)
         realtime.broadcast_positions(account)
     return rows
+
+
+def _fill_recorded_on_commit(row: Fill, fill: FillValue) -> None:
+    """After the commit: the fill to InfluxDB, and an info notification (recorded, not
+    pushed: table 5.1). Neither can undo or block the booking."""
+    order = row.order
+    transaction.on_commit(lambda: influx.write_fill(row, order))
+    notify_on_commit(
+        severity="info",
+        code="order.filled",
+        title=f"Fill {fill.trade_id}: {fill.side.value} {fill.quantity} {fill.instrument}",
+        body=f"at {fill.price}, fee {fill.fee}; order {order.client_order_id} {order.status}",
+        dedup_key=f"fill:{order.account_id}:{fill.trade_id}",
+        data={"order": order.client_order_id, "trade_id": fill.trade_id},
+    )

@@ -7,7 +7,6 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -20,16 +19,12 @@ from apps.model.orders import OPEN_STATUSES, OrderStatus
 from apps.model.values import OrderType, Side
 from apps.model.venues import (
     VenueError,
-    VenueRejected,
-    VenueTemporaryError,
 )
-from apps.risk.domain.checks import RiskContext, check_mode
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import SystemState
 from apps.risk.services import (
     kill_latch,
     kill_report_record,
-    system_mode_lock_shared,
     system_mode_set,
     system_state_get,
 )
@@ -38,12 +33,11 @@ from apps.trading.models import Order, Position
 from apps.trading.services.common import (
     BULK_BROADCAST_LIMIT,
     KILL_ORDER_PREFIX,
-    order_intent,
     set_status,
     venue_for,
 )
 from apps.trading.services.fills import fill_apply, fills_apply
-from apps.trading.services.orders import order_send
+from apps.trading.services.orders import orders_send
 from apps.trading.venues.mapping import venue_order
 
 logger = logging.getLogger(__name__)
@@ -130,7 +124,7 @@ def orders_cancel_all(*, account: Account, actor: str, reason: str) -> CancelRes
 
 
 def position_close_now(*, position: Position, actor: str, reason: str) -> Order | None:
-    """Close ``position`` with a reduce-only market order sent here, through ``order_send``.
+    """Close ``position`` with a reduce-only market order sent here, through ``orders_send``.
 
     The order goes through the same last-moment gate as every order (in KILL only
     the kill switch's own closing orders pass). At the paper broker it fills at once
@@ -153,7 +147,7 @@ def position_close_now(*, position: Position, actor: str, reason: str) -> Order 
         status=OrderStatus.INITIALIZED.value,
         status_reason=f"kill switch ({actor}): {reason}"[:500],
     )
-    order = order_send(order_id=order.pk)
+    order = orders_send(order_ids=[order.pk], purpose="control").orders[0]
     if order.status not in (OrderStatus.ACCEPTED.value, OrderStatus.SUBMITTED.value):
         return order
     venue = venue_for(position.account, purpose="control")
@@ -169,12 +163,10 @@ def positions_close_all(
 ) -> tuple[list[Order], list[str]]:
     """Close every position of ``account`` at once: the kill switch's closing orders.
 
-    One reduce-only market order per position, through the same protocol as
-    ``order_send`` but batched: (1) under the orders' row locks and a share lock of the
-    mode row, each passes ``check_mode`` (in KILL only the kill switch's own closing
-    orders do) and is marked SUBMITTED and committed before the broker is called;
-    (2) the broker calls; (3) the acks. At the paper broker the orders then fill at
-    once at the last mark (``PaperVenue.fill_at_mark``), applied by ``fills_apply``.
+    One reduce-only market order per position, sent in one batch through the one send
+    protocol (``orders_send``, on the account's control session): in KILL only the kill
+    switch's own closing orders pass its gate. At the paper broker the orders then fill
+    at once at the last mark (``PaperVenue.fill_at_mark``), applied by ``fills_apply``.
     Returns (the closing orders, errors).
     """
     venue = venue_for(account, purpose="control")
@@ -201,80 +193,14 @@ def positions_close_all(
             for p in positions
         ]
     )
-    ids = [o.pk for o in created]
-    errors: list[str] = []
-    with transaction.atomic():
-        orders = list(
-            Order.objects.select_for_update()
-            .select_related("instrument")
-            .filter(pk__in=ids, status=OrderStatus.INITIALIZED.value)
-            .order_by("id")
-        )
-        mode = system_mode_lock_shared()
-        quantities = dict(
-            Position.objects.filter(account=account).values_list("instrument_id", "quantity")
-        )
-        now = timezone.now()
-        sendable: list[Order] = []
-        for order in orders:
-            gate = check_mode(
-                order_intent(order),
-                RiskContext(
-                    mode=mode,
-                    last_price=order.decision_price or Decimal(1),
-                    position_quantity=quantities.get(order.instrument_id, Decimal(0)),
-                    kill_switch_order=True,
-                ),
-            )
-            if gate.passed:
-                set_status(order, OrderStatus.SUBMITTED)
-                order.submitted_at = now
-                sendable.append(order)
-            else:
-                set_status(
-                    order, OrderStatus.DENIED, f"mode {mode.value} at send time: {gate.detail}"
-                )
-                errors.append(f"{order.client_order_id} denied: {gate.detail}")
-            order.updated_at = now
-        rows_update(Order, orders, ["status", "status_reason", "submitted_at", "updated_at"])
-
-    acked: list[Order] = []
-    for order in sendable:
-        try:
-            ack = venue.submit(venue_order(order))
-        except VenueRejected as exc:
-            set_status(order, OrderStatus.REJECTED, str(exc))
-            errors.append(f"{order.client_order_id} rejected: {exc}")
-            continue
-        except VenueTemporaryError as exc:
-            errors.append(f"{order.client_order_id} outcome unknown (left SUBMITTED): {exc}")
-            continue
-        order.broker_order_id = ack.broker_order_id
-        set_status(order, OrderStatus.ACCEPTED)
-        acked.append(order)
-    with transaction.atomic():
-        now = timezone.now()
-        for order in sendable:
-            order.updated_at = now
-        rows_update(Order, sendable, ["status", "status_reason", "broker_order_id", "updated_at"])
-        audit_record(
-            actor="execution",
-            action="orders.sent",
-            target=account.name,
-            data={
-                "venue": venue.name,
-                "reason": "kill switch closing orders",
-                "orders": {o.client_order_id: o.broker_order_id for o in acked},
-                "errors": errors,
-            },
-        )
-        for order in orders[:BULK_BROADCAST_LIMIT]:
-            realtime.broadcast_order(order)
+    outcome = orders_send(order_ids=[o.pk for o in created], purpose="control")
+    orders = outcome.orders
+    acked = [o for o in orders if o.status == OrderStatus.ACCEPTED]
     fill_at_mark = getattr(venue, "fill_at_mark", None)
     if fill_at_mark is not None and acked:
         ts = timezone.now()
         fills_apply(fills=[fill_at_mark(o, mark=marks[o.instrument_id], ts=ts) for o in acked])
-    return orders, errors
+    return orders, outcome.errors
 
 
 # --- the kill switch ------------------------------------------------------------------------

@@ -7,13 +7,11 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from django.conf import settings
-
-from apps.model.paper import SlippageModel
 from apps.model.values import Side
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import HypotheticalTrade, ModeChange
 from apps.trading.services.common import DB_QUANTUM
+from apps.trading.venues.paper import paper_fill_terms
 
 
 def observation_started() -> ModeChange | None:
@@ -68,13 +66,10 @@ def hypothetical_fills_apply(*, bar: Any) -> int:
     )
     if not pending:
         return 0
-    slippage = SlippageModel(bps=settings.PAPER_SLIPPAGE_BPS)
     for trade in pending:
-        price = slippage.apply(bar.open, Side(trade.side))
+        price, fee = paper_fill_terms(bar.open, Side(trade.side), trade.quantity)
         trade.fill_price = price.quantize(DB_QUANTUM, rounding=ROUND_HALF_EVEN)
         trade.fill_ts = bar.ts
-        trade.fee = (trade.quantity * price * settings.PAPER_FEE_RATE).quantize(
-            DB_QUANTUM, rounding=ROUND_HALF_EVEN
-        )
+        trade.fee = fee.quantize(DB_QUANTUM, rounding=ROUND_HALF_EVEN)
     HypotheticalTrade.objects.bulk_update(pending, ["fill_price", "fill_ts", "fee"])
     return len(pending)

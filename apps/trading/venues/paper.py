@@ -16,7 +16,7 @@ from django.conf import settings
 from apps.accounts.models import Account, Broker
 from apps.model.bars import Bar
 from apps.model.orders import Fill, OrderState, OrderStatus
-from apps.model.paper import PaperMatcher, SlippageModel
+from apps.model.paper import PaperMatcher, SlippageModel, paper_market_fill
 from apps.model.values import OrderType, Side
 from apps.model.venues import (
     BrokerBalance,
@@ -36,6 +36,19 @@ WORKING = (
     OrderStatus.ACCEPTED.value,
     OrderStatus.PARTIALLY_FILLED.value,
 )
+
+
+def paper_slippage() -> SlippageModel:
+    """The paper broker's slippage (PAPER_SLIPPAGE_BPS)."""
+    return SlippageModel(bps=settings.PAPER_SLIPPAGE_BPS)
+
+
+def paper_fill_terms(reference: Decimal, side: Side, quantity: Decimal) -> tuple[Decimal, Decimal]:
+    """Price and fee of a paper market fill at ``reference`` with the paper settings
+    (``apps.model.paper.paper_market_fill``: the matcher's rule)."""
+    return paper_market_fill(
+        reference, side, quantity, slippage=paper_slippage(), fee_rate=settings.PAPER_FEE_RATE
+    )
 
 
 class PaperVenue:
@@ -152,8 +165,8 @@ class PaperVenue:
         paper fee rate. Trade id ``paper-<client_order_id>-kill`` (applied once).
         """
         side = Side(order.side)
-        price = SlippageModel(bps=settings.PAPER_SLIPPAGE_BPS).apply(mark, side)
         quantity = order.quantity - order.filled_quantity
+        price, fee = paper_fill_terms(mark, side, quantity)
         return Fill(
             trade_id=f"paper-{order.client_order_id}-kill",
             client_order_id=order.client_order_id,
@@ -161,7 +174,7 @@ class PaperVenue:
             side=side,
             quantity=quantity,
             price=price,
-            fee=quantity * price * settings.PAPER_FEE_RATE,
+            fee=fee,
             ts=ts,
         )
 
@@ -178,7 +191,7 @@ class PaperVenue:
             return []
         matcher = PaperMatcher(
             fee_rate=settings.PAPER_FEE_RATE,
-            slippage=SlippageModel(bps=settings.PAPER_SLIPPAGE_BPS),
+            slippage=paper_slippage(),
             volume_participation=settings.PAPER_VOLUME_PARTICIPATION,
         )
         for row in rows:

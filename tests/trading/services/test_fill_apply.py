@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from datetime import timedelta
 from decimal import Decimal as D
@@ -162,3 +163,29 @@ def test_fees_migration_when_position_fees_doubled_then_recomputed_from_fills() 
 
     position = Position.objects.get(account=account)
     assert position.fees == D("0.2") == _fees_from_fills_table(position)
+
+
+def test_fills_apply_when_same_execution_twice_in_one_batch_then_booked_once() -> None:
+    account = paper_account("1000")
+    order = accepted_order(account, instrument(), quantity="2")
+    f = fill(order, "T-1", "1", "100", "0.1")
+
+    rows = fills_apply(fills=[f, f])
+
+    assert len(rows) == 1
+    assert Fill.objects.filter(trade_id="T-1").count() == 1
+    assert Position.objects.get(account=account).quantity == D(1)
+
+
+def test_fill_apply_when_order_unknown_then_raises_and_writes_nothing() -> None:
+    account = paper_account("1000")
+    order = accepted_order(account, instrument(), quantity="2")
+    stray = fill(order, "T-9", "1", "100", "0.1")
+    stray = dataclasses.replace(stray, client_order_id="tb-not-ours")
+
+    with pytest.raises(Order.DoesNotExist, match="tb-not-ours"):
+        fill_apply(fill=stray)
+
+    assert not Fill.objects.exists()
+    account.refresh_from_db()
+    assert account.cash == D(1000)
