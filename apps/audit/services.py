@@ -59,18 +59,3 @@ def decision_record(
         prediction_id=prediction_id,
         source=source,
     )
-
-
-def audit_record_many(events: Iterable[Mapping[str, Any]]) -> list[AuditEvent]:
-    """Several audit rows in one INSERT (each a mapping of ``audit_record``'s arguments)."""
-    return AuditEvent.objects.bulk_create(
-        [
-            AuditEvent(
-                actor=e["actor"],
-                action=e["action"],
-                target=e.get("target", ""),
-                data=dict(e.get("data") or {}),
-            )
-            for e in events
-        ]
-    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
+from functools import partial
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -15,7 +17,7 @@ from apps.model.accounting import Position as PositionValue
 from apps.model.orders import Fill as FillValue
 from apps.model.orders import OrderState, OrderStatus
 from apps.model.values import OrderType, Side
-from apps.notifications.services import notify_on_commit
+from apps.notifications.records import info_record_many_on_commit
 from apps.trading import realtime
 from apps.trading.models import Fill, Order, Position
 from apps.trading.services.common import BULK_BROADCAST_LIMIT, money
@@ -197,8 +199,11 @@ def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
             ["status", "filled_quantity", "avg_fill_price", "fees", "updated_at"],
         )
         Fill.objects.bulk_create(rows)
-        for row, fill in zip(rows, booked, strict=True):
-            _fill_recorded_on_commit(row, fill)
+        for row in rows:
+            transaction.on_commit(partial(influx.write_fill, row, row.order))
+        info_record_many_on_commit(
+            _fill_notice(row, fill) for row, fill in zip(rows, booked, strict=True)
+        )
         for row in rows[:BULK_BROADCAST_LIMIT]:
             realtime.broadcast_fill(row, row.order)
             realtime.broadcast_order(row.order)
@@ -206,16 +211,13 @@ def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
     return rows
 
 
-def _fill_recorded_on_commit(row: Fill, fill: FillValue) -> None:
-    """After the commit: the fill to InfluxDB, and an info notification (recorded, not
-    pushed: table 5.1). Neither can undo or block the booking."""
+def _fill_notice(row: Fill, fill: FillValue) -> dict[str, Any]:
+    """The info notification of a booked fill (recorded, not pushed: table 5.1)."""
     order = row.order
-    transaction.on_commit(lambda: influx.write_fill(row, order))
-    notify_on_commit(
-        severity="info",
-        code="order.filled",
-        title=f"Fill {fill.trade_id}: {fill.side.value} {fill.quantity} {fill.instrument}",
-        body=f"at {fill.price}, fee {fill.fee}; order {order.client_order_id} {order.status}",
-        dedup_key=f"fill:{order.account_id}:{fill.trade_id}",
-        data={"order": order.client_order_id, "trade_id": fill.trade_id},
-    )
+    return {
+        "code": "order.filled",
+        "title": f"Fill {fill.trade_id}: {fill.side.value} {fill.quantity} {fill.instrument}",
+        "body": f"at {fill.price}, fee {fill.fee}; order {order.client_order_id} {order.status}",
+        "dedup_key": f"fill:{order.account_id}:{fill.trade_id}",
+        "data": {"order": order.client_order_id, "trade_id": fill.trade_id},
+    }

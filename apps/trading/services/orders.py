@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.accounts.models import Account
-from apps.audit.services import audit_record, audit_record_many
+from apps.audit.services import audit_record
 from apps.core import influx
 from apps.core.db import rows_update
 from apps.marketdata.models import Instrument
@@ -173,7 +173,8 @@ def orders_send(*, order_ids: Sequence[int], purpose: str = "execution") -> Send
        for sends in progress, and no send starts after it: an order the new mode forbids
        is CANCELED without reaching the broker ("order.withheld").
     3. The acks and rejections are recorded (under the orders' row locks: a fill may
-       have arrived before the ack), with one "order.sent" audit row per order sent.
+       have arrived before the ack), audited as "order.sent" for one order, or as one
+       "orders.sent" row listing a batch (the kill switch's closes: one INSERT, not 200).
 
     ``purpose`` picks the account's adapter: "execution" (the execution worker's) or
     "control" (the kill switch's own session). A broker error that leaves the outcome
@@ -276,15 +277,25 @@ def orders_send(*, order_ids: Sequence[int], purpose: str = "execution") -> Send
                     set_status(order, OrderStatus.ACCEPTED)
                 order.updated_at = now
                 accepted.append(order)
-        audit_record_many(
-            {
-                "actor": "execution",
-                "action": "order.sent",
-                "target": order.client_order_id,
-                "data": {"venue": venue.name, "broker_order_id": order.broker_order_id},
-            }
-            for order in accepted
-        )
+        if len(order_ids) == 1:
+            for order in accepted:
+                audit_record(
+                    actor="execution",
+                    action="order.sent",
+                    target=order.client_order_id,
+                    data={"venue": venue.name, "broker_order_id": order.broker_order_id},
+                )
+        elif accepted or outcome.errors:  # a batch (the kill switch's closes): one row for all
+            audit_record(
+                actor="execution",
+                action="orders.sent",
+                target=account.name,
+                data={
+                    "venue": venue.name,
+                    "orders": {o.client_order_id: o.broker_order_id for o in accepted},
+                    "errors": outcome.errors,
+                },
+            )
         rows_update(Order, accepted, ["status", "broker_order_id", "updated_at"])
         for order in accepted[:BULK_BROADCAST_LIMIT]:
             realtime.broadcast_order(order)
