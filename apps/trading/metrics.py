@@ -26,6 +26,8 @@ from datetime import datetime, timedelta
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from apps.accounts.models import Account
+
 logger = logging.getLogger(__name__)
 
 GAUGES = (
@@ -43,7 +45,9 @@ GAUGES = (
     ("trading_total_pnl", "Equity at the latest snapshot minus the starting cash"),
 )
 
-_ORDERS_SQL = """
+_ACCOUNT = Account._meta.db_table  # accounts owns the table: its name comes from the model
+
+_ORDERS_SQL = f"""
 SELECT a.name,
        count(o.id) FILTER (WHERE o.created_at >= %(midnight)s),
        count(o.id) FILTER (WHERE o.status = 'filled'),
@@ -54,19 +58,19 @@ SELECT a.name,
            / o.decision_price * 10000)
            FILTER (WHERE o.avg_fill_price IS NOT NULL AND o.decision_price > 0),
        count(o.id) FILTER (WHERE o.avg_fill_price IS NOT NULL AND o.decision_price > 0)
-FROM trading_account a
+FROM "{_ACCOUNT}" a
 LEFT JOIN trading_order o ON o.account_id = a.id AND o.created_at >= %(since)s
 GROUP BY a.name
-"""
+"""  # noqa: S608 - the table name from the model, values as parameters
 
-_PNL_SQL = """
+_PNL_SQL = f"""
 SELECT a.name, s.realized_pnl, s.unrealized_pnl, s.fees, s.equity - a.starting_cash
-FROM trading_account a
+FROM "{_ACCOUNT}" a
 JOIN LATERAL (
     SELECT realized_pnl, unrealized_pnl, fees, equity FROM trading_equitysnapshot
     WHERE account_id = a.id ORDER BY ts DESC LIMIT 1
 ) s ON true
-"""
+"""  # noqa: S608 - the table name from the model
 
 
 class TradingCollector(Collector):
