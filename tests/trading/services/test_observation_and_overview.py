@@ -19,7 +19,7 @@ from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Order
 from apps.trading.selectors import hypothetical_pnl, risk_overview
 from apps.trading.services.decisions import decision_make
-from tests.risk.services.test_kill_switch import hold
+from tests.trading.services.test_kill_switch import hold
 from tests.trading.factories import T0, instrument, paper_account
 
 pytestmark = pytest.mark.django_db
