@@ -19,8 +19,8 @@ from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Order
 from apps.trading.selectors import hypothetical_pnl, risk_overview
 from apps.trading.services.decisions import decision_make
-from tests.trading.services.test_kill_switch import hold
 from tests.trading.factories import T0, instrument, paper_account
+from tests.trading.services.test_kill_switch import hold
 
 pytestmark = pytest.mark.django_db
 
