@@ -63,7 +63,7 @@ def _build(account: Account, purpose: str) -> Venue:
         )
     ) | set(account.orders.values_list("instrument__symbol", flat=True).distinct())
     if broker == "kraken":
-        from apps.trading.venues.kraken import KrakenVenue
+        from apps.trading.venues.kraken.adapter import KrakenVenue
 
         key, secret = _credentials(account)
         if not key or not secret:
@@ -85,7 +85,7 @@ def _build(account: Account, purpose: str) -> Venue:
             instruments=sorted(set(instruments)),
             rate_limit=settings.KRAKEN_RATE_LIMIT,
         )
-    from apps.trading.venues.ibkr import IbkrVenue
+    from apps.trading.venues.ibkr.adapter import IbkrVenue
 
     return IbkrVenue(
         host=settings.IBKR_HOST,
