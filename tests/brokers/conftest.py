@@ -14,7 +14,7 @@ from apps.risk.models import RiskLimit
 from apps.trading.models import Order
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.venues.factory import venues_reset
-from apps.trading.venues.kraken import kraken_client_order_id
+from apps.trading.venues.kraken.ids import kraken_client_order_id
 from tests.fakes.kraken import KrakenFake, kraken_fake_running
 
 STARTING_USD = "10000"

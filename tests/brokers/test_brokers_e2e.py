@@ -114,7 +114,7 @@ def tws(settings) -> Iterator[TwsFake]:
         venues_reset()
         yield fake
         venues_reset()
-        from apps.trading.venues.ibkr import sessions_close_all
+        from apps.trading.venues.ibkr.session import sessions_close_all
 
         sessions_close_all()
 

@@ -8,8 +8,8 @@ from apps.credentials.services import broker_credential_set
 from apps.model.venues import VenueConfigurationError
 from apps.trading.services.common import venue_for
 from apps.trading.venues.factory import venues_reset
-from apps.trading.venues.ibkr import IbkrVenue
-from apps.trading.venues.kraken import KrakenVenue
+from apps.trading.venues.ibkr.adapter import IbkrVenue
+from apps.trading.venues.kraken.adapter import KrakenVenue
 from apps.trading.venues.paper import PaperVenue
 from tests.brokers.conftest import kraken_account
 from tests.trading.factories import paper_account

@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import redis
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+
+from apps.core import metrics_store
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +28,6 @@ class _Child:
         self.broker = broker
 
     def inc(self, amount: float = 1) -> None:
-        from apps.core import metrics_store
-
         batch = metrics_store.Batch()
         batch.inc(NAME, [self.broker], amount)
         batch.send()
@@ -42,10 +43,6 @@ class BrokerMessageCounter(Collector):
         yield CounterMetricFamily(NAME, "", labels=["broker"])
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        import redis
-
-        from apps.core import metrics_store
-
         family = CounterMetricFamily(
             NAME,
             "Broker messages that could not be understood (logged and skipped), all processes",

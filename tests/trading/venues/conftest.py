@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from apps.trading.venues.kraken import KrakenVenue
+from apps.trading.venues.kraken.adapter import KrakenVenue
 from tests.fakes.kraken import KrakenFake, kraken_fake_running
 
 INSTRUMENTS = ("BTC-USD", "ETH-USD", "ETH-BTC")

@@ -21,8 +21,9 @@ from apps.model.venues import (
     VenueRejected,
     VenueTemporaryError,
 )
-from apps.trading.venues import ibkr
-from apps.trading.venues.ibkr import IbkrVenue, sessions_close_all
+from apps.trading.venues.ibkr import session as ibkr_session
+from apps.trading.venues.ibkr.adapter import IbkrVenue
+from apps.trading.venues.ibkr.session import sessions_close_all
 from apps.trading.venues.metrics import BROKER_MALFORMED_MESSAGES
 from tests.fakes.tws import TwsFake
 
@@ -260,14 +261,14 @@ def test_submit_when_crypto_then_rejected_and_nothing_sent(fake, venue):
 def count_waits(monkeypatch) -> list[tuple[float, bool]]:
     """Every wait of the adapter for TWS: (the timeout it was given, woken by TWS's data)."""
     waits: list[tuple[float, bool]] = []
-    original = ibkr._Session.wait_for_tws
+    original = ibkr_session._Session.wait_for_tws
 
     async def counted(self, timeout: float) -> bool:
         woken = await original(self, timeout)
         waits.append((timeout, woken))
         return woken
 
-    monkeypatch.setattr(ibkr._Session, "wait_for_tws", counted)
+    monkeypatch.setattr(ibkr_session._Session, "wait_for_tws", counted)
     return waits
 
 
@@ -311,7 +312,7 @@ def test_submit_when_orders_outpace_tws_message_limit_then_paced_and_all_acked(
     # tail when orders come faster than 45 a second: it must stay, not be tuned away.
     venue = patient_venue
     venue.connect()
-    session = ibkr._session(fake.host, fake.port, CLIENT_ID, create=False)
+    session = ibkr_session._session(fake.host, fake.port, CLIENT_ID, create=False)
     conn = session.ib.client.conn
     sent_at: list[float] = []
     original = conn.sendMsg

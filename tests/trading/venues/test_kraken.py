@@ -32,18 +32,15 @@ from apps.model.venues import (
     VenueRejected,
     VenueTemporaryError,
 )
-from apps.trading.venues.kraken import (
+from apps.trading.venues.kraken.adapter import KrakenVenue
+from apps.trading.venues.kraken.errors import error_code, kraken_errors
+from apps.trading.venues.kraken.ids import (
     KILL_ORDER_ID_PREFIX,
     ORDER_ID_PREFIX,
-    KrakenVenue,
-    SymbolMap,
-    error_code,
     kraken_client_order_id,
-    kraken_errors,
-    order_status_from_kraken,
     our_client_order_id,
-    split_symbol,
 )
+from apps.trading.venues.kraken.mapping import SymbolMap, order_status_from_kraken, split_symbol
 from apps.trading.venues.metrics import BROKER_MALFORMED_MESSAGES
 from tests.fakes.kraken import KrakenFake, valid_cl_ord_id
 from tests.trading.venues.conftest import BALANCES, kraken_venue_for

@@ -1,57 +1,19 @@
-"""Kraken spot through ccxt (sync): the ``Venue`` protocol over Kraken's REST API.
-
-ccxt does the transport, the request signing, the nonces, the market and currency
-tables (Kraken's XXBT/XBT/ZUSD aliases) and the first sorting of errors into its
-exception classes. This adapter adds what a trading system needs on top:
-
-- **Our ids at Kraken.** Every order carries our client order id as Kraken's
-  ``cl_ord_id``, so an order whose ack was lost is found again by our id (open
-  orders, then closed orders, then by Kraken's txid when we have it). Kraken accepts a
-  ``cl_ord_id`` in three shapes only (a long UUID, 32 hex digits, or free text of at
-  most 18 characters) and our ids are ``tb-<32 hex>`` and ``tb-kill-<32 hex>``: the
-  first goes as a long UUID, the second as the bare 32 hex digits, so the mapping is
-  exact both ways. Kraken checks that id only among OPEN orders; our database is
-  what prevents a second send.
-- **Exact numbers.** Quantities, prices and fees are read from Kraken's own strings
-  into ``Decimal`` (never through ccxt's floats), and an order whose quantity or
-  price has more decimals than Kraken's pair allows is refused before sending
-  (ccxt would silently truncate it, and the order at Kraken would differ from ours).
-- **Errors by what the caller must do** (``VenueRejected`` / ``VenueTemporaryError`` /
-  ``VenueConfigurationError``), always with Kraken's own message; a response that is
-  not a well-formed Kraken envelope is counted in
-  ``broker_malformed_messages_total{broker="kraken"}`` and raised as temporary, never
-  as a ``KeyError`` from deep inside the parsing.
-- **The dead-man switch.** ``connect`` arms Kraken's ``CancelAllOrdersAfter`` (60 s by
-  default), ``heartbeat`` refreshes it every 15-30 s, ``close`` disarms it. If the
-  process dies or loses the network, Kraken cancels every open order by itself.
-  Kraken has ONE such timer per API key: an instance built only to read (a
-  reconciliation run, a runbook) must pass ``dead_man_timeout_seconds=0`` so that it
-  neither arms nor, on close, disarms the trading process's timer.
-
-Spot only: ``reduce_only`` is not sent (Kraken honours it on margin orders only; a
-spot sell can never exceed the balance anyway), so a kill-switch closing order is
-never refused for carrying it.
-"""
+"""``KrakenVenue``: the ``Venue`` protocol over Kraken's REST API (see the package docstring)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
-import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import ccxt
 
-from apps.model.orders import OrderStatus
 from apps.model.values import OrderType, Side
 from apps.model.venues import (
     BrokerBalance,
@@ -66,239 +28,35 @@ from apps.model.venues import (
     VenueRejected,
     VenueTemporaryError,
 )
+from apps.trading.venues.kraken.client import _check_api_url, _KrakenClient
+from apps.trading.venues.kraken.errors import (
+    _CONFIGURATION_ERRORS,
+    _REJECTION_ERRORS,
+    _TEMPORARY_ERRORS,
+    _UNKNOWN_ORDER,
+    error_code,
+    kraken_errors,
+)
+from apps.trading.venues.kraken.ids import kraken_client_order_id, our_client_order_id
+from apps.trading.venues.kraken.mapping import (
+    SymbolMap,
+    _dec,
+    _dict,
+    _Malformed,
+    _str,
+    order_status_from_kraken,
+)
 from apps.trading.venues.metrics import BROKER_MALFORMED_MESSAGES
 
 logger = logging.getLogger(__name__)
 
 BROKER = "kraken"  # apps.accounts.models.Broker.KRAKEN (not imported: no Django needed here)
 
-# Our client order ids (apps.trading.services.common.new_client_order_id and the kill switch's).
-ORDER_ID_PREFIX = "tb-"
-KILL_ORDER_ID_PREFIX = "tb-kill-"
-_OUR_ID = re.compile(r"tb-([0-9a-f]{32})")
-_OUR_KILL_ID = re.compile(r"tb-kill-([0-9a-f]{32})")
-_LONG_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-_SHORT_UUID = re.compile(r"[0-9a-fA-F]{32}")
-_FREE_TEXT = re.compile(r"[\x21-\x7e]{1,18}")
-
 DEAD_MAN_REFRESH_RANGE = (15, 30)  # seconds: Kraken's advice for a 60 s timer
 QUERY_ORDERS_BATCH = 20  # txids per QueryOrders call (Kraken allows 50; ccxt documents 20)
 MAX_HISTORY_PAGES = 200  # 50 trades a page: 10,000 trades per fills_since at most
 
-# Kraken error prefixes, in the order they are tried (the first that matches wins).
-_CONFIGURATION_ERRORS = (
-    "EAPI:Invalid key",
-    "EAPI:Invalid signature",
-    "EAPI:Feature disabled",
-    "EGeneral:Permission denied",
-    "ETrade:User Locked",
-)
-_TEMPORARY_ERRORS = (
-    "EAPI:Rate limit exceeded",
-    "EAPI:Invalid nonce",
-    "EOrder:Rate limit exceeded",
-    "EGeneral:Temporary lockout",
-    "EGeneral:Too many requests",
-    "EGeneral:Internal error",
-    "EService:",
-    "EDatabase:",
-)
-_REJECTION_ERRORS = ("EOrder:", "EGeneral:Invalid arguments", "EQuery:", "ETrade:", "EFunding:")
-_UNKNOWN_ORDER = ("EOrder:Invalid order", "EOrder:Unknown order")
-
 T = TypeVar("T")
-
-
-# -- pure mappings (unit-tested without a network) -----------------------------------
-
-
-def kraken_client_order_id(client_order_id: str) -> str:
-    """Our client order id as a Kraken ``cl_ord_id`` (one of Kraken's three formats).
-
-    ``tb-<hex>`` -> the long UUID of ``<hex>``; ``tb-kill-<hex>`` -> the 32 hex digits;
-    any other id of at most 18 printable ASCII characters goes as free text.
-
-    Raises ``ValueError`` for an id Kraken would refuse.
-    """
-    if match := _OUR_KILL_ID.fullmatch(client_order_id):
-        return match.group(1)
-    if match := _OUR_ID.fullmatch(client_order_id):
-        return str(uuid.UUID(hex=match.group(1)))
-    if _FREE_TEXT.fullmatch(client_order_id):
-        return client_order_id
-    raise ValueError(
-        f"client order id {client_order_id!r} fits none of Kraken's cl_ord_id formats "
-        "(tb-<32 hex>, tb-kill-<32 hex>, or at most 18 printable ASCII characters)"
-    )
-
-
-def our_client_order_id(cl_ord_id: str | None) -> str | None:
-    """The inverse of ``kraken_client_order_id``; None when Kraken has no client id."""
-    if not cl_ord_id:
-        return None
-    if _LONG_UUID.fullmatch(cl_ord_id):
-        return ORDER_ID_PREFIX + cl_ord_id.replace("-", "").lower()
-    if _SHORT_UUID.fullmatch(cl_ord_id):
-        return KILL_ORDER_ID_PREFIX + cl_ord_id.lower()
-    return cl_ord_id
-
-
-def split_symbol(symbol: str) -> tuple[str, str]:
-    """``"BTC-USD"`` (or ``"BTC/USD"``) -> ``("BTC", "USD")``; ``ValueError`` otherwise."""
-    parts = symbol.replace("/", "-").split("-")
-    if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise ValueError(f"instrument symbol {symbol!r} is not of the form BASE-QUOTE")
-    return parts[0].strip().upper(), parts[1].strip().upper()
-
-
-class SymbolMap:
-    """Our ``BASE-QUOTE`` symbols <-> ccxt's ``BASE/QUOTE``, through ccxt's currency codes.
-
-    ``currency_code`` is ccxt's ``safe_currency_code`` (XBT and XXBT -> BTC, ZUSD -> USD,
-    plus what ``load_markets`` learnt from Kraken's Assets). Our configured
-    instruments keep their own spelling on the way back: with ``XBT-USD`` configured,
-    ccxt's ``BTC/USD`` maps to ``XBT-USD``; an unknown market maps to ``BASE-QUOTE``.
-    """
-
-    def __init__(self, instruments: Iterable[str], currency_code: Callable[[str], str]) -> None:
-        self._code = currency_code
-        self._ours: dict[str, str] = {}  # ccxt symbol -> our symbol
-        self._currency: dict[str, str] = {}  # ccxt code -> our spelling
-        self.instruments: list[str] = []
-        for symbol in instruments:
-            self.add(symbol)
-
-    def add(self, symbol: str, base: str | None = None, quote: str | None = None) -> str:
-        """Register one of our symbols; return its ccxt symbol."""
-        if base is None or quote is None:
-            base, quote = split_symbol(symbol)
-        ccxt_symbol = self.to_ccxt(base, quote)
-        if ccxt_symbol not in self._ours:
-            self._ours[ccxt_symbol] = symbol
-            self.instruments.append(symbol)
-        for ours in (base.upper(), quote.upper()):
-            self._currency.setdefault(self._code(ours), ours)
-        return ccxt_symbol
-
-    def to_ccxt(self, base: str, quote: str) -> str:
-        return f"{self._code(base.upper())}/{self._code(quote.upper())}"
-
-    def to_ours(self, ccxt_symbol: str) -> str:
-        if ccxt_symbol in self._ours:
-            return self._ours[ccxt_symbol]
-        base, quote = split_symbol(ccxt_symbol)
-        return f"{base}-{quote}"
-
-    def currency(self, code: str) -> str:
-        """A ccxt currency code in our spelling (``BTC`` stays ``BTC`` unless we say ``XBT``)."""
-        return self._currency.get(code, code)
-
-    def base_code(self, symbol: str) -> str:
-        return self._code(split_symbol(symbol)[0])
-
-
-def order_status_from_kraken(status: str, filled: Decimal, quantity: Decimal) -> OrderStatus:
-    """Kraken's order status on our state machine.
-
-    ``closed`` is Kraken's "done": FILLED when all of it executed, otherwise CANCELED
-    (a market order that ran out of book). ``ValueError`` for a status Kraken does not have.
-    """
-    if status in ("pending", "open"):
-        return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
-    if status == "closed":
-        return OrderStatus.FILLED if filled >= quantity else OrderStatus.CANCELED
-    if status == "canceled":
-        return OrderStatus.CANCELED
-    if status == "expired":
-        return OrderStatus.EXPIRED
-    raise ValueError(f"unknown Kraken order status {status!r}")
-
-
-def kraken_errors(message: str) -> list[str]:
-    """Kraken's error strings inside a ccxt exception message (``kraken {"error": [...]}``)."""
-    start = message.find("{")
-    if start >= 0:
-        try:
-            payload = json.loads(message[start:])
-        except ValueError:
-            payload = None
-        if isinstance(payload, dict) and isinstance(payload.get("error"), list):
-            return [e for e in payload["error"] if isinstance(e, str)]
-    return re.findall(
-        r"\b([EW](?:API|General|Query|Order|Trade|Funding|Service|Database|Session)"
-        r":[^\"',\]]*)",
-        message,
-    )
-
-
-def error_code(error: str) -> str:
-    """``"EGeneral:Invalid arguments:volume"`` -> ``"EGeneral:Invalid arguments"``."""
-    return ":".join(error.split(":")[:2])
-
-
-# -- ccxt, with the one check it lacks ------------------------------------------------
-
-
-class _KrakenClient(ccxt.kraken):
-    """ccxt's Kraken, refusing a 2xx answer that is not a Kraken envelope.
-
-    Left alone, ccxt hands a non-JSON body (or JSON without ``result``) to the
-    parsers, whose ``safe_*`` lookups turn it into an empty answer: an order list that
-    is silently empty. A ``BadResponse`` here makes it an error instead.
-    """
-
-    def handle_errors(self, code, reason, url, method, headers, body, response, *args):  # noqa: ANN001, ANN201
-        super().handle_errors(code, reason, url, method, headers, body, response, *args)
-        if 200 <= int(code) < 300 and not (
-            isinstance(response, dict)
-            and isinstance(response.get("error"), list)
-            and isinstance(response.get("result"), dict | list)
-        ):
-            snippet = (body or "")[:200]
-            raise ccxt.BadResponse(f"kraken {method} {url}: not a Kraken envelope: {snippet!r}")
-        return None
-
-
-def _check_api_url(api_url: str) -> None:
-    """https, or plain http to this machine only (the signed key must not cross a network)."""
-    url = urlsplit(api_url)
-    loopback = url.hostname in ("127.0.0.1", "localhost", "::1")
-    if (
-        not url.hostname
-        or url.scheme not in ("http", "https")
-        or (url.scheme == "http" and not loopback)
-    ):
-        raise VenueConfigurationError(
-            f"kraken: api_url {api_url!r} must be https://HOST, or http:// to 127.0.0.1/localhost"
-        )
-
-
-class _Malformed(Exception):
-    """A field missing or unreadable in a Kraken answer (raised while parsing)."""
-
-
-def _dec(value: Any, what: str) -> Decimal:
-    if value is None or isinstance(value, bool):
-        raise _Malformed(f"{what} is missing")
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        raise _Malformed(f"{what} is not a number: {value!r}") from None
-    if not number.is_finite():
-        raise _Malformed(f"{what} is not a finite number: {value!r}")
-    return number
-
-
-def _str(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise _Malformed(f"{what} is missing")
-    return value
-
-
-def _dict(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _Malformed(f"{what} is missing")
-    return value
 
 
 class KrakenVenue:

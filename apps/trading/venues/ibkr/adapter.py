@@ -1,62 +1,22 @@
-"""Interactive Brokers through ib_async, to a running TWS or IB Gateway.
-
-The adapter runs inside a long-lived single-threaded worker (Celery, pool solo) and
-is called synchronously. It keeps ONE socket per process and per (host, port,
-client id) — TWS allows one connection per client id — and reconnects lazily: the
-first call after a drop or a refusal tries again, and a call that cannot reach TWS
-raises ``VenueTemporaryError``. ``venue_for`` may build a new ``IbkrVenue`` for every
-call; they all share that session.
-
-The session owns a private asyncio loop. ib_async is asynchronous underneath; every
-call here runs one coroutine on that loop to completion (with a timeout), so socket
-messages are processed only while a call runs. That is why nothing is read from
-ib_async's caches: every query asks TWS again (open orders, completed orders,
-executions, positions, account values), so a message lost during a disconnect or a
-TWS "data lost" restore (1101) never leaves a stale answer behind.
-
-Our client_order_id travels as the IB order's ``orderRef``: it comes back in open
-orders, completed orders and executions, so ``order_status`` finds an order whose ack
-was lost. The broker order id we hand back is IB's ``permId`` (unique per account and
-stable across client sessions, unlike the per-client ``orderId``).
-
-Errors: an order refused by IB (201, 202, 103, 110, 404, 434, ...) raises
-``VenueRejected`` with IB's code and message; an order IB keeps working despite the
-error (404 "held while we locate shares", treated as a warning by ib_async) is
-cancelled first, so a REJECTED order is never left working. 502/504, timeouts and
-dropped sockets raise ``VenueTemporaryError`` (outcome unknown). 1100 (TWS lost IB)
-makes ``connection_state`` DISCONNECTED and refuses to send orders until 1101/1102.
-Messages the decoder cannot parse are logged by ib_async, counted in
-``broker_malformed_messages_total{broker="ibkr"}``, and skipped: ib_async's decoder
-catches every exception per message, and its socket handler's exceptions go to an
-event we listen to; neither can end the process.
-
-Equities only: our symbol is the ticker, routed SMART in the instrument's quote
-currency. Crypto is refused (``VenueRejected``, code ``unsupported-asset-class``).
-"""
+"""``IbkrVenue``: the ``Venue`` protocol over TWS / IB Gateway (see the package docstring)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
-import threading
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from ib_async import IB, ExecutionFilter, LimitOrder, MarketOrder, Stock
+from ib_async import ExecutionFilter, LimitOrder, MarketOrder, Stock
 from ib_async.ib import StartupFetch
 from ib_async.order import Order as IbOrder
 from ib_async.order import OrderStatus as IbStatus
 from ib_async.order import Trade
-from ib_async.util import UNSET_DOUBLE
 from ib_async.wrapper import RequestError
 
-from apps.model.orders import OrderStatus
 from apps.model.values import OrderType, Side
 from apps.model.venues import (
     BrokerBalance,
@@ -71,249 +31,28 @@ from apps.model.venues import (
     VenueRejected,
     VenueTemporaryError,
 )
-from apps.trading.venues.metrics import BROKER_MALFORMED_MESSAGES
+from apps.trading.venues.ibkr.errors import NOTICE_CODES, ORDER_CANCELLED, _error_class
+from apps.trading.venues.ibkr.mapping import _dec, _perm_id, order_status_map
+from apps.trading.venues.ibkr.session import (
+    _SESSIONS,
+    _SESSIONS_LOCK,
+    BROKER,
+    _Session,
+    _session,
+)
 
 logger = logging.getLogger(__name__)
 
-BROKER = "ibkr"
 PAPER_ACCOUNT_PREFIX = "DU"
-
-# TWS system messages (reqId -1).
-CONNECTIVITY_LOST = 1100
-RESTORED_DATA_LOST = 1101
-RESTORED_DATA_KEPT = 1102
-# "Couldn't connect to TWS" / "Not connected": the outcome of a request is unknown.
-TEMPORARY_CODES = frozenset({502, 504})
-# Messages about an order that do not refuse it: 202 is IB's confirmation of a cancel
-# (a refusal only while we wait for the ack), 399 "order will be placed at the open",
-# 2100-2199 warnings ("attribute ignored"), 10167/10311/10349 notices.
-NOTICE_CODES = frozenset({399, 10167, 10311, 10349, *range(2100, 2200)})
-ORDER_CANCELLED = 202
 
 CANCEL_GRACE_SECONDS = 1.0  # how long cancel() waits for IB to confirm or refuse
 COMMISSION_GRACE_SECONDS = 1.0  # commission reports may trail the executions' end
-# TWS refuses more than 50 API messages a second (error 100, then a disconnect): ib_async
-# holds back the 46th message in any 1 s window until the window frees up. Stated here
-# rather than left to the library default because it decides the order path's tail: an
-# order sent beyond 45 messages a second waits (up to a second) before it leaves.
-MAX_MESSAGES_PER_INTERVAL = 45
-MESSAGE_INTERVAL_SECONDS = 1.0
 
 _T = TypeVar("_T")
 
 
-class _CountingLogger(logging.LoggerAdapter):
-    """ib_async's decoder logger: what it logs at ERROR is a message it could not decode."""
-
-    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        if level >= logging.ERROR:
-            BROKER_MALFORMED_MESSAGES.labels(broker=BROKER).inc()
-        super().log(level, msg, *args, **kwargs)
-
-
-class _Session:
-    """One ib_async connection with its own event loop, shared by every IbkrVenue."""
-
-    def __init__(self, host: str, port: int, client_id: int) -> None:
-        self.host, self.port, self.client_id = host, port, client_id
-        self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
-        self.lock = threading.RLock()
-        self.account = ""
-        self.connecting = False
-        self.link_lost = False  # TWS reported 1100 and no restore since
-        self.system_error = ""  # the last TWS error not about a request (e.g. 326 id in use)
-        self.order_errors: dict[int, list[tuple[int, str]]] = defaultdict(list)
-        self.completed_status: dict[int, str] = {}  # permId -> IB's completedStatus text
-        with self.on_loop():
-            self.ib = IB()
-        self.ib.RaiseRequestErrors = True
-        self.ib.client.MaxRequests = MAX_MESSAGES_PER_INTERVAL
-        self.ib.client.RequestsInterval = MESSAGE_INTERVAL_SECONDS
-        self.ib.errorEvent += self._on_error
-        # Set whenever bytes from TWS were handled or the socket closed: what a wait for an
-        # answer wakes on (see ``wait_for_tws``).
-        self.tws_activity = asyncio.Event()
-        self.ib.client.conn.hasData += self._on_socket_activity
-        self.ib.client.conn.disconnected += self._on_socket_activity
-        decoder = self.ib.client.decoder
-        decoder.logger = _CountingLogger(decoder.logger, {})
-        # An exception in the socket handler itself (before the decoder) is emitted here.
-        self.ib.client.conn.hasData.error_event += self._on_socket_data_error
-        wrapper = self.ib.wrapper
-        original_completed = wrapper.completedOrder
-
-        def completed_order(contract: Any, order: IbOrder, state: Any) -> None:
-            # ib_async drops the OrderState of completed orders; keep IB's reason text.
-            self.completed_status[order.permId] = state.completedStatus or ""
-            original_completed(contract, order, state)
-
-        wrapper.completedOrder = completed_order
-
-    @contextmanager
-    def on_loop(self) -> Iterator[None]:
-        """Make this session's loop the thread's current one (ib_async and eventkit
-        look it up through the policy), and put back whatever was there."""
-        try:
-            previous = asyncio.get_event_loop_policy().get_event_loop()
-        except RuntimeError:
-            previous = None
-        asyncio.set_event_loop(self.loop)
-        try:
-            yield
-        finally:
-            asyncio.set_event_loop(previous)
-
-    def run(self, fn: Callable[[], Awaitable[_T]], timeout: float) -> _T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError(
-                "IbkrVenue is synchronous: call it from a thread without a running event "
-                "loop (a worker, or sync_to_async), not from async code"
-            )
-        with self.on_loop():
-            return self.loop.run_until_complete(asyncio.wait_for(fn(), timeout))
-
-    def pump(self) -> None:
-        """Let the loop read what the socket has buffered since the last call."""
-
-        async def two_turns() -> None:
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-
-        self.run(two_turns, 1)
-
-    async def wait_for_tws(self, timeout: float) -> bool:
-        """Wait until ib_async has handled the next bytes from TWS (or the socket closed);
-        False after ``timeout`` seconds without any.
-
-        Every wait for an answer (ack, cancel) is a loop of "check the state, then this":
-        it wakes on the data itself, not on a polling interval (a 5 ms poll used to add
-        ~5 ms to every order's ack). The caller must check its condition right before
-        calling: nothing can be handled between that check and the clear below, since
-        both run in one step of the loop.
-        """
-        self.tws_activity.clear()
-        if timeout <= 0:
-            return False
-        try:
-            await asyncio.wait_for(self.tws_activity.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    def _on_socket_activity(self, *_args: Any) -> None:
-        # Slots after ib_async's own on the same events: the data is decoded by now.
-        self.tws_activity.set()
-
-    def connected(self) -> bool:
-        return self.ib.isConnected()
-
-    def close(self) -> None:
-        with self.lock, self.on_loop():
-            self.ib.disconnect()
-            self.loop.run_until_complete(asyncio.sleep(0))
-        self.loop.close()
-
-    def _on_error(self, req_id: int, code: int, message: str, _contract: Any) -> None:
-        if code == CONNECTIVITY_LOST:
-            self.link_lost = True
-            logger.warning("IBKR %s: TWS lost its connection to IB (1100): %s", self.port, message)
-        elif code in (RESTORED_DATA_LOST, RESTORED_DATA_KEPT):
-            self.link_lost = False
-            logger.warning("IBKR %s: connectivity restored (%s): %s", self.port, code, message)
-            if code == RESTORED_DATA_LOST and self.account and self.ib.client.isConnected():
-                # Subscriptions are gone with the data; orders, fills and positions are
-                # asked again by every call, the account stream is re-subscribed here.
-                self.ib.client.reqAccountUpdates(True, self.account)
-        elif req_id < 0:
-            if code not in NOTICE_CODES:
-                self.system_error = f"IBKR {code}: {message}"
-        else:
-            if len(self.order_errors) > 5000:  # bounded: oldest order ids first
-                for key in sorted(self.order_errors)[:1000]:
-                    del self.order_errors[key]
-            self.order_errors[req_id].append((code, message))
-
-    def _on_socket_data_error(self, _source: Any, error: Exception) -> None:
-        BROKER_MALFORMED_MESSAGES.labels(broker=BROKER).inc()
-        logger.error("IBKR %s: socket data could not be handled: %r", self.port, error)
-
-
-_SESSIONS: dict[tuple[str, int, int], _Session] = {}
-_FORKED: list[_Session] = []  # inherited from a parent process: never used, never closed
-_SESSIONS_LOCK = threading.Lock()
-
-
-def _session(host: str, port: int, client_id: int, *, create: bool) -> _Session | None:
-    key = (host, port, client_id)
-    with _SESSIONS_LOCK:
-        session = _SESSIONS.get(key)
-        if session is not None and session.pid != os.getpid():
-            # The socket belongs to the parent: closing it here would shut it there.
-            _FORKED.append(_SESSIONS.pop(key))
-            session = None
-        if session is None and create:
-            session = _SESSIONS[key] = _Session(host, port, client_id)
-        return session
-
-
-def sessions_close_all() -> None:
-    """Disconnect every session of this process (tests, worker shutdown)."""
-    with _SESSIONS_LOCK:
-        sessions = list(_SESSIONS.values())
-        _SESSIONS.clear()
-    for session in sessions:
-        session.close()
-
-
-def _dec(value: float | None) -> Decimal | None:
-    """IB's float (UNSET_DOUBLE for "none") as a Decimal, via its shortest repr."""
-    if value is None or value == UNSET_DOUBLE or math.isnan(value) or math.isinf(value):
-        return None
-    return Decimal(repr(float(value)))
-
-
-def _perm_id(trade: Trade) -> int:
-    if trade.order.permId:
-        return trade.order.permId
-    if trade.orderStatus.permId:
-        return trade.orderStatus.permId
-    for fill in trade.fills:
-        if fill.execution.permId:
-            return fill.execution.permId
-    return 0
-
-
-def _error_class(code: int, message: str) -> VenueError:
-    text = f"IBKR {code}: {message}"
-    if code in TEMPORARY_CODES or code == CONNECTIVITY_LOST:
-        return VenueTemporaryError(text)
-    return VenueRejected(text, code=str(code))
-
-
-def order_status_map(ib_status: str, *, filled: Decimal, rejected: bool) -> OrderStatus:
-    """IB's order status onto ours. ``rejected``: IB refused it (an error or its reason)."""
-    if ib_status in (IbStatus.PendingSubmit, IbStatus.ApiPending):
-        return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.SUBMITTED
-    if ib_status == IbStatus.PendingCancel:
-        return OrderStatus.PENDING_CANCEL
-    if ib_status == IbStatus.Filled:
-        return OrderStatus.FILLED
-    if ib_status in (IbStatus.Cancelled, IbStatus.ApiCancelled):
-        return OrderStatus.REJECTED if rejected and filled == 0 else OrderStatus.CANCELED
-    if ib_status == IbStatus.Inactive:
-        # "received but no longer active because it was rejected or cancelled"
-        return OrderStatus.REJECTED if filled == 0 else OrderStatus.CANCELED
-    # PreSubmitted, Submitted, ApiUpdate, ValidationError (a warning; still working)
-    return OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.ACCEPTED
-
-
 class IbkrVenue:
-    """One IB account through TWS / IB Gateway (see the module docstring)."""
+    """One IB account through TWS / IB Gateway (see the package docstring)."""
 
     name = BROKER
     # IB confirms a cancel later (ORDER_STATUS Cancelled + 202): PENDING_CANCEL first.
