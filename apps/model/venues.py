@@ -21,8 +21,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
+from apps.model.orders import Fill, OrderStatus
 from apps.model.orders import Fill as FillValue
-from apps.model.orders import OrderStatus
 from apps.model.values import OrderType, Side
 
 
@@ -145,6 +145,11 @@ class Venue(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def fill_at_mark(self, order: VenueOrder, *, mark: Decimal, ts: datetime) -> Fill | None:
+        """An emergency close's fill NOW at ``mark`` where the venue can give one (the
+        paper broker, whose book is ours); None where the broker reports fills later."""
+        ...
 
     def connection_state(self) -> ConnectionState: ...
 

@@ -62,7 +62,7 @@ def orders_cancel_all(*, account: Account, actor: str, reason: str) -> CancelRes
     own closing orders are left alone. One audit row lists what was done.
     """
     venue = venue_for(account, purpose="control")
-    immediate = getattr(venue, "cancel_is_immediate", False)
+    immediate = venue.cancel_is_immediate
     sent = denied = 0
     errors: list[str] = []
     now = timezone.now()
@@ -151,9 +151,9 @@ def position_close_now(*, position: Position, actor: str, reason: str) -> Order 
     if order.status not in (OrderStatus.ACCEPTED.value, OrderStatus.SUBMITTED.value):
         return order
     venue = venue_for(position.account, purpose="control")
-    fill_at_mark = getattr(venue, "fill_at_mark", None)
-    if fill_at_mark is not None:
-        fill_apply(fill=fill_at_mark(order, mark=mark, ts=timezone.now()))
+    fill = venue.fill_at_mark(venue_order(order), mark=mark, ts=timezone.now())
+    if fill is not None:  # the paper broker fills at once; a real broker's fill comes later
+        fill_apply(fill=fill)
         order.refresh_from_db(fields=["status", "filled_quantity", "avg_fill_price", "fees"])
     return order
 
@@ -196,10 +196,9 @@ def positions_close_all(
     outcome = orders_send(order_ids=[o.pk for o in created], purpose="control")
     orders = outcome.orders
     acked = [o for o in orders if o.status == OrderStatus.ACCEPTED]
-    fill_at_mark = getattr(venue, "fill_at_mark", None)
-    if fill_at_mark is not None and acked:
-        ts = timezone.now()
-        fills_apply(fills=[fill_at_mark(o, mark=marks[o.instrument_id], ts=ts) for o in acked])
+    ts = timezone.now()
+    fills = [venue.fill_at_mark(venue_order(o), mark=marks[o.instrument_id], ts=ts) for o in acked]
+    fills_apply(fills=[f for f in fills if f is not None])  # the paper broker's, at once
     return orders, outcome.errors
 
 

@@ -156,7 +156,7 @@ class PaperVenue:
         account = Account.objects.get(pk=self.account.pk)
         return [BrokerBalance(currency=account.currency, total=account.cash)]
 
-    def fill_at_mark(self, order: Order, *, mark: Decimal, ts: datetime) -> Fill:
+    def fill_at_mark(self, order: VenueOrder, *, mark: Decimal, ts: datetime) -> Fill:
         """The kill switch's emergency close: fill the whole order NOW at the last mark.
 
         An emergency close does not wait for the next bar's open (as every other paper
@@ -164,13 +164,13 @@ class PaperVenue:
         the paper slippage applied against the order (a sell receives less) and the
         paper fee rate. Trade id ``paper-<client_order_id>-kill`` (applied once).
         """
-        side = Side(order.side)
-        quantity = order.quantity - order.filled_quantity
+        side = order.side
+        quantity = order.quantity  # a closing order is new: nothing of it has filled yet
         price, fee = paper_fill_terms(mark, side, quantity)
         return Fill(
             trade_id=f"paper-{order.client_order_id}-kill",
             client_order_id=order.client_order_id,
-            instrument=order.instrument.symbol,
+            instrument=order.instrument,
             side=side,
             quantity=quantity,
             price=price,

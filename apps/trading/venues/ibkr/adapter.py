@@ -100,6 +100,10 @@ class IbkrVenue:
             if not session.connected():
                 raise VenueTemporaryError(f"IBKR {self.host}:{self.port}: connection lost")
 
+    def fill_at_mark(self, order: VenueOrder, *, mark: Decimal, ts: datetime) -> None:
+        """IBKR reports the fills of an emergency close itself (they come in later)."""
+        return None
+
     def close(self) -> None:
         """Disconnect this process's session for this host, port and client id."""
         with _SESSIONS_LOCK:

@@ -177,6 +177,10 @@ class KrakenVenue:
                 return
             self._request("Time", lambda: _dict(self._exchange.publicGetTime()["result"], "result"))
 
+    def fill_at_mark(self, order: VenueOrder, *, mark: Decimal, ts: datetime) -> None:
+        """Kraken reports the fills of an emergency close itself (they come in later)."""
+        return None
+
     def close(self) -> None:
         """Disarm the dead man this instance armed (best effort) and mark the venue closed."""
         with self._lock:
