@@ -80,7 +80,7 @@ def test_checker_when_a_module_names_a_foreign_table_then_it_is_found(tmp_path, 
 
 def test_grandfathered_entries_still_exist_so_the_list_only_shrinks() -> None:
     owned = _tables_by_package()
-    mentioned = set()
+    mentioned: set[tuple[str, str]] = set()
     for path in APPS.rglob("*.py"):
         rel = str(path.relative_to(ROOT))
         for _, text in _strings(path):
