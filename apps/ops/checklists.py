@@ -41,7 +41,7 @@ def _plain(value: Decimal) -> str:
 
 def _mode_item() -> dict[str, Any]:
     from apps.risk.domain.modes import SystemMode
-    from apps.risk.services import system_mode_get
+    from apps.risk.services.modes import system_mode_get
 
     mode = system_mode_get()
     status = {SystemMode.NORMAL: "ok", SystemMode.OBSERVATION: "warn"}.get(mode, "fail")

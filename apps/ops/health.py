@@ -101,7 +101,7 @@ def check_data_feed(now: datetime) -> Check:
 
 def check_mode() -> Check:
     from apps.risk.domain.modes import SystemMode
-    from apps.risk.services import system_mode_get
+    from apps.risk.services.modes import system_mode_get
 
     mode = system_mode_get()
     if mode in (SystemMode.NORMAL, SystemMode.OBSERVATION):
@@ -136,7 +136,7 @@ def check_beat(now: datetime) -> Check:
     from django_celery_beat.models import PeriodicTask
 
     from apps.ops.schedules import HEARTBEAT_NAME
-    from apps.ops.services import HEARTBEAT_KEY
+    from apps.ops.services.maintenance import HEARTBEAT_KEY
 
     limit = settings.BEAT_HEARTBEAT_MAX_AGE_SECONDS
     beat_ts = cache.get(HEARTBEAT_KEY)
@@ -282,7 +282,7 @@ def check_critical_alerts(now: datetime) -> Check:
 
 
 def check_backup_recent(now: datetime, *, max_age: timedelta = timedelta(hours=24)) -> Check:
-    from apps.ops.services import maintenance_last_success
+    from apps.ops.services.maintenance import maintenance_last_success
 
     last = maintenance_last_success(task="backup")
     if last is None or last.finished_at is None:
@@ -313,7 +313,7 @@ def check_markets(now: datetime) -> Check:
 def check_kill_switch() -> Check:
     """The kill switch can latch: the mode row exists and nothing holds its lock."""
     from apps.risk.models import SystemState
-    from apps.risk.services import system_state_get
+    from apps.risk.services.modes import system_state_get
 
     system_state_get()
     try:

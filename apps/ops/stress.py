@@ -40,7 +40,7 @@ from apps.marketdata.domain.csvfile import read_bars
 from apps.model.bars import Bar
 from apps.ops.exceptions import OpsError
 from apps.ops.models import StressReport
-from apps.ops.services import maintenance_run
+from apps.ops.services.maintenance import maintenance_run
 from apps.risk.domain.metrics import align_daily_closes
 from apps.risk.domain.stress import (
     FAIL,
@@ -184,7 +184,7 @@ def stress_portfolios() -> list[tuple[Portfolio, dict[str, int]]]:
     Returns (portfolio, {symbol: instrument id}) per account, by account name.
     """
     from apps.accounts.models import Account
-    from apps.risk.services import risk_limits_for
+    from apps.risk.services.limits import risk_limits_for
     from apps.trading.models import Position
 
     out = []
@@ -257,7 +257,7 @@ def stress_test_run(
     kill level is a finding (outcome "fail"), not an error: the run itself succeeds.
     """
     now = now or timezone.now()
-    from apps.risk.services import monitor_thresholds
+    from apps.risk.services.monitoring import monitor_thresholds
 
     with maintenance_run(task=TASK, actor=actor) as run:
         progress("measuring the historical shocks")

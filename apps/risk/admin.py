@@ -42,7 +42,7 @@ class RiskLimitAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):  # noqa: ANN001, ANN201
         from apps.core.exceptions import ApplicationError
-        from apps.risk.services import LIMIT_SPECS, risk_limit_set
+        from apps.risk.services.limits import LIMIT_SPECS, risk_limit_set
 
         values = {
             name: "" if getattr(obj, name) is None else str(getattr(obj, name))

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from apps.core.cli import cli_actor, exclusive
 from apps.ops.exceptions import OpsError
 from apps.ops.pidfile import engine_pid
-from apps.ops.services import shutdown_graceful, working_orders
+from apps.ops.services.runbooks import shutdown_graceful, working_orders
 
 
 class Command(BaseCommand):
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--execute", action="store_true", help="act; without it, a dry run")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from apps.risk.services import system_mode_get
+        from apps.risk.services.modes import system_mode_get
 
         timeout = (
             settings.SHUTDOWN_ORDER_TIMEOUT_SECONDS
