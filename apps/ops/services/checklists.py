@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.notifications.services.notifications import notify as notify_send
 from apps.ops.exceptions import OpsError
 from apps.ops.models import ChecklistRun
 
@@ -26,8 +27,6 @@ def checklist_run(
     items = checklist_items(kind=kind, now=now)
     run = ChecklistRun.objects.create(kind=kind, items=items, actor=actor)
     if notify:
-        from apps.notifications.services.notifications import notify as notify_send
-
         title, _, body = checklist_text(run).partition("\n")
         failed = [i["key"] for i in items if i["status"] == "fail"]
         notify_send(

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from apps.ops import backup as bk
 from apps.ops.exceptions import RestoreRefused
+from apps.risk.domain.modes import SystemMode
+from apps.risk.services.modes import system_mode_get
 
 Progress = Callable[[str], None]
 
@@ -16,9 +18,6 @@ def quiet(_: str) -> None:
 
 def restore_guard(backup: bk.Backup) -> str:
     """Refuse unless trading is paused or stopped; returns the current mode."""
-    from apps.risk.domain.modes import SystemMode
-    from apps.risk.services.modes import system_mode_get
-
     mode = system_mode_get()
     if mode not in (SystemMode.PAUSE, SystemMode.KILL):
         raise RestoreRefused(

@@ -17,6 +17,8 @@ from apps.ops.models import MaintenanceRun
 from apps.ops.services.common import Progress, quiet, restore_guard
 from apps.ops.services.maintenance import maintenance_run
 from apps.ops.services.redis_restore import redis_rdb_test
+from apps.risk.domain.modes import SystemMode
+from apps.risk.services.modes import system_mode_get, system_mode_set
 
 
 def backup_restore_check(*, backup: str | Path) -> bk.Backup:
@@ -87,8 +89,6 @@ def backup_restore(*, backup: str | Path, actor: str) -> dict[str, Any]:
         extensions=b.manifest.get("database", {}).get("extensions", {}),
     )
     seconds = round(time.monotonic() - started, 3)
-    from apps.risk.domain.modes import SystemMode
-    from apps.risk.services.modes import system_mode_get, system_mode_set
 
     restored_mode = system_mode_get()
     if restored_mode not in (SystemMode.PAUSE, SystemMode.KILL):

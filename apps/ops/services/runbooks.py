@@ -8,14 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.audit.services import audit_record
+from apps.model.orders import OPEN_STATUSES
 from apps.ops.exceptions import OpsError
+from apps.risk.domain.modes import SystemMode
+from apps.risk.services.modes import system_mode_get, system_mode_set
+from apps.trading.models import Order
+from apps.trading.services.kill_switch import kill_switch_engage
 
 
 def mode_change(*, target: str, actor: str, reason: str, execute: bool) -> str:
     """pause / resume / kill from the command line: what would change, or change it."""
-    from apps.risk.domain.modes import SystemMode
-    from apps.risk.services.modes import system_mode_get
-
     if not reason.strip():
         raise OpsError('a reason is required (--reason "..."): it goes into the audit trail')
     current = system_mode_get()
@@ -26,11 +28,8 @@ def mode_change(*, target: str, actor: str, reason: str, execute: bool) -> str:
     if not execute:
         return f"would change {plan}"
     if wanted is SystemMode.KILL:
-        from apps.trading.services.kill_switch import kill_switch_engage
-
         report = kill_switch_engage(actor=actor, source="cli", reason=reason)
         return f"changed {plan}: {report}"
-    from apps.risk.services.modes import system_mode_set
 
     try:
         system_mode_set(mode=wanted, actor=actor, source="cli", reason=reason)
@@ -43,9 +42,6 @@ def mode_change(*, target: str, actor: str, reason: str, execute: bool) -> str:
 
 
 def working_orders() -> list[Any]:
-    from apps.model.orders import OPEN_STATUSES
-    from apps.trading.models import Order
-
     return list(Order.objects.filter(status__in=OPEN_STATUSES).select_related("instrument"))
 
 
@@ -73,9 +69,6 @@ def shutdown_graceful(
     reported, not cancelled (PAUSE lets them complete or be cancelled by their owner;
     use `kill` to cancel everything).
     """
-    from apps.risk.domain.modes import SystemMode
-    from apps.risk.services.modes import system_mode_get
-
     mode = system_mode_get()
     if mode in (SystemMode.PAUSE, SystemMode.KILL):
         paused = f"already {mode.value.upper()}"

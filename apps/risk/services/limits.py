@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from apps.accounts.models import Account
 from apps.audit.services import audit_record
 from apps.risk.domain.checks import RiskLimits
 from apps.risk.exceptions import RiskLimitInvalid
@@ -113,8 +114,6 @@ def risk_limit_set(*, account_id: int, values: dict[str, str], actor: str) -> Ri
         An unknown field, a bad number or one out of range (the message names the
         field and the allowed range). The attempt is audited, nothing is changed.
     """
-    from apps.accounts.models import Account
-
     data: dict[str, Any] = {
         "target": str(account_id),
         "account_id": account_id,

@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from django.conf import settings
 from django.db import transaction
 
+from apps.accounts.models import Account
 from apps.model.time import day_start, parse_day_boundary
 from apps.notifications.services.alerts import alert_raise
 from apps.risk.domain.metrics import (
@@ -57,8 +58,6 @@ def equity_observe(
     with transaction.atomic():
         monitor = EquityMonitor.objects.select_for_update().filter(account_id=account_id).first()
         if monitor is None:
-            from apps.accounts.models import Account
-
             peak = Account.objects.values_list("peak_equity", flat=True).get(pk=account_id)
             monitor = EquityMonitor(
                 account_id=account_id,
