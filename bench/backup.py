@@ -152,9 +152,10 @@ def main() -> None:
             copy_s = time.monotonic() - t0
 
         from apps.ops import backup as bk
-        from apps.ops.services import backup_create, backup_restore, backup_restore_test
+        from apps.ops.services.backups import backup_create
+        from apps.ops.services.restore import backup_restore, backup_restore_test
         from apps.risk.domain.modes import SystemMode
-        from apps.risk.services import system_mode_set
+        from apps.risk.services.modes import system_mode_set
 
         tables = bk.key_tables()
         with bk.pg_connect() as conn:

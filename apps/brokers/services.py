@@ -56,10 +56,11 @@ from apps.model.venues import (
     VenueError,
 )
 from apps.notifications.models import Alert
-from apps.notifications.services import alert_raise, alert_resolve, notify_on_commit
+from apps.notifications.services.alerts import alert_raise, alert_resolve
+from apps.notifications.services.notifications import notify_on_commit
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Incident, ModeChange, ModeSource
-from apps.risk.services import system_mode_get, system_mode_set
+from apps.risk.services.modes import system_mode_get, system_mode_set
 from apps.trading import realtime
 from apps.trading.models import Order, Position
 from apps.trading.services.common import status_move, venue_for

@@ -18,7 +18,7 @@ from apps.brokers.models import ReconciliationTrigger
 from apps.brokers.services import discrepancy_resolve, reconcile_all
 from apps.core.access import VerifiedStaffRequiredMixin
 from apps.core.exceptions import ApplicationError
-from apps.risk.services import system_state_get
+from apps.risk.services.modes import system_state_get
 
 
 def _actor(request: HttpRequest) -> str:

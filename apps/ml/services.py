@@ -461,9 +461,9 @@ def predictions_resolve_from_store(*, timeframe: str = "1m", now: datetime) -> i
 
 def _alert(level: str, code: str, message: str, data: dict[str, Any]) -> None:
     """Raise an alert through ``alert_raise`` (one open alert per code), else log it."""
-    from apps.notifications import services as notification_services
+    from apps.notifications.services import alerts as notification_alerts
 
-    alert_raise = getattr(notification_services, "alert_raise", None)
+    alert_raise = getattr(notification_alerts, "alert_raise", None)
     if alert_raise is None:
         log = logger.error if level == "critical" else logger.warning
         log("ML alert (%s): %s %s", level, message, data)

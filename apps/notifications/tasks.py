@@ -18,7 +18,7 @@ from apps.notifications.domain.routing import backoff_seconds
     name="notifications.deliver", bind=True, max_retries=None, time_limit=60, soft_time_limit=50
 )
 def deliver(self, delivery_id: int) -> str:  # noqa: ANN001 - Celery's bound task
-    from apps.notifications.services import delivery_send
+    from apps.notifications.services.delivery import delivery_send
 
     retries = self.request.retries
     outcome = delivery_send(delivery_id=delivery_id, final=retries >= settings.NOTIFY_MAX_RETRIES)
@@ -34,13 +34,13 @@ def deliver(self, delivery_id: int) -> str:  # noqa: ANN001 - Celery's bound tas
 
 @shared_task(name="notifications.sweep", time_limit=60, soft_time_limit=50)
 def sweep() -> int:
-    from apps.notifications.services import deliveries_requeue
+    from apps.notifications.services.delivery import deliveries_requeue
 
     return deliveries_requeue()
 
 
 @shared_task(name="notifications.watchdog_check", time_limit=30, soft_time_limit=20)
 def watchdog_check() -> float | None:
-    from apps.notifications.services import watchdog_check as check
+    from apps.notifications.services.watchdog import watchdog_check as check
 
     return check()

@@ -24,7 +24,8 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.notifications.domain.alertmanager import PayloadError, WebhookMessage, parse_webhook
-from apps.notifications.services import alertmanager_sms_forward, watchdog_beat
+from apps.notifications.services.alertmanager import alertmanager_sms_forward
+from apps.notifications.services.watchdog import watchdog_beat
 
 logger = logging.getLogger(__name__)
 

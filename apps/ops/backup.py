@@ -1,10 +1,10 @@
 """Backup mechanics: tools matching the server, one consistent snapshot, the Redis RDB.
 
-Used by apps/ops/services.py (backup_create, backup_restore, backup_restore_test). The
-row counts and content checksums of the key tables and the pg_dump come from ONE
-snapshot: a REPEATABLE READ transaction exports it (``pg_export_snapshot()``), counts,
-and stays open while ``pg_dump --snapshot=...`` runs, so the manifest describes the
-dump exactly even while the engine writes.
+Used by apps/ops/services/ (backups.backup_create, restore.backup_restore and
+restore.backup_restore_test). The row counts and content checksums of the key tables and
+the pg_dump come from ONE snapshot: a REPEATABLE READ transaction exports it
+(``pg_export_snapshot()``), counts, and stays open while ``pg_dump --snapshot=...`` runs,
+so the manifest describes the dump exactly even while the engine writes.
 """
 
 from __future__ import annotations

@@ -12,8 +12,17 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.accounts.models import Account
+from apps.audit.models import DecisionAction, DecisionLog
+from apps.brokers.selectors import discrepancies_open, last_reconciliation
+from apps.model.orders import OrderStatus
+from apps.notifications.models import Alert
 from apps.ops import health
 from apps.ops.models import ChecklistKind, ChecklistRun
+from apps.risk.domain.modes import SystemMode
+from apps.risk.models import Incident, IncidentStatus
+from apps.risk.services.modes import system_mode_get
+from apps.trading.models import EquitySnapshot, Order, Position
 
 UNAVAILABLE, TODO, DONE = "unavailable", "todo", "done"
 SYMBOL = {"ok": "✅", "warn": "⚠️", "fail": "❌", UNAVAILABLE: "➖", TODO: "☐", DONE: "☑"}
@@ -40,17 +49,12 @@ def _plain(value: Decimal) -> str:
 
 
 def _mode_item() -> dict[str, Any]:
-    from apps.risk.domain.modes import SystemMode
-    from apps.risk.services import system_mode_get
-
     mode = system_mode_get()
     status = {SystemMode.NORMAL: "ok", SystemMode.OBSERVATION: "warn"}.get(mode, "fail")
     return _item("mode", "System in NORMAL mode", status, mode.value.upper())
 
 
 def _alerts_item(now: datetime) -> dict[str, Any]:
-    from apps.notifications.models import Alert
-
     last_post = (
         ChecklistRun.objects.filter(kind=ChecklistKind.POST_MARKET, created_at__lt=now)
         .order_by("-created_at")
@@ -76,8 +80,6 @@ def _alerts_item(now: datetime) -> dict[str, Any]:
 
 
 def _positions_item() -> dict[str, Any]:
-    from apps.trading.models import Position
-
     rows = list(Position.objects.exclude(quantity=0).select_related("account", "instrument"))
     if not rows:
         return _item("positions", "Open positions", "ok", "no open positions")
@@ -89,9 +91,6 @@ def _positions_item() -> dict[str, Any]:
 
 
 def _pnl_item(now: datetime) -> dict[str, Any]:
-    from apps.accounts.models import Account
-    from apps.trading.models import EquitySnapshot
-
     start = trading_day_start(now)
     parts = []
     for account in Account.objects.order_by("name"):
@@ -114,10 +113,6 @@ def _pnl_item(now: datetime) -> dict[str, Any]:
 
 
 def _orders_vs_signals_item(now: datetime) -> dict[str, Any]:
-    from apps.audit.models import DecisionAction, DecisionLog
-    from apps.model.orders import OrderStatus
-    from apps.trading.models import Order
-
     start = trading_day_start(now)
     decisions = list(
         DecisionLog.objects.filter(
@@ -155,8 +150,6 @@ def _orders_vs_signals_item(now: datetime) -> dict[str, Any]:
 
 
 def _incidents_item(now: datetime) -> dict[str, Any]:
-    from apps.risk.models import Incident, IncidentStatus
-
     start = trading_day_start(now)
     open_ = list(Incident.objects.filter(status=IncidentStatus.OPEN))
     today = Incident.objects.filter(opened_at__gte=start).count()
@@ -172,8 +165,6 @@ def _incidents_item(now: datetime) -> dict[str, Any]:
 
 
 def _reconciliation_item(now: datetime) -> dict[str, Any]:
-    from apps.brokers.selectors import discrepancies_open, last_reconciliation
-
     label = "Reconciliation succeeded"
     run = last_reconciliation()
     open_ = discrepancies_open()

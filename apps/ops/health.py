@@ -19,6 +19,14 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from apps.brokers.selectors import broker_sessions
+from apps.core.queues import CeleryQueue
+from apps.marketdata.models import AssetClass, FeedStatus, Instrument
+from apps.notifications.models import Alert
+from apps.risk.domain.modes import SystemMode
+from apps.risk.models import SystemState
+from apps.risk.services.modes import system_mode_get, system_state_get
+
 OK, WARN, FAIL = "ok", "warn", "fail"
 
 
@@ -59,8 +67,6 @@ def check_redis() -> Check:
 
 def check_broker() -> Check:
     """Every account's broker session: connected and heartbeating (the paper broker always is)."""
-    from apps.brokers.selectors import broker_sessions
-
     rows = broker_sessions()
     if not rows:
         return Check("broker", OK, "no accounts yet")
@@ -81,8 +87,6 @@ def check_broker() -> Check:
 
 
 def check_data_feed(now: datetime) -> Check:
-    from apps.marketdata.models import FeedStatus
-
     limit = settings.DATA_FEED_STALE_SECONDS
     feeds = list(FeedStatus.objects.order_by("feed"))
     if not feeds:
@@ -100,9 +104,6 @@ def check_data_feed(now: datetime) -> Check:
 
 
 def check_mode() -> Check:
-    from apps.risk.domain.modes import SystemMode
-    from apps.risk.services import system_mode_get
-
     mode = system_mode_get()
     if mode in (SystemMode.NORMAL, SystemMode.OBSERVATION):
         return Check("mode", OK, mode.value.upper())
@@ -118,8 +119,6 @@ def celery_ping(timeout: float) -> tuple[dict[str, Any] | None, dict[str, Any] |
 
 
 def check_workers(ping: Callable[[float], tuple[Any, Any]] | None = None) -> Check:
-    from apps.core.queues import CeleryQueue
-
     replies, queues = (ping or celery_ping)(settings.CELERY_PING_TIMEOUT_SECONDS)
     if not replies:
         return Check("workers", FAIL, "no Celery worker answered the ping")
@@ -136,7 +135,7 @@ def check_beat(now: datetime) -> Check:
     from django_celery_beat.models import PeriodicTask
 
     from apps.ops.schedules import HEARTBEAT_NAME
-    from apps.ops.services import HEARTBEAT_KEY
+    from apps.ops.services.maintenance import HEARTBEAT_KEY
 
     limit = settings.BEAT_HEARTBEAT_MAX_AGE_SECONDS
     beat_ts = cache.get(HEARTBEAT_KEY)
@@ -269,10 +268,6 @@ def check_ci() -> Check:
 
 
 def check_critical_alerts(now: datetime) -> Check:
-    try:
-        from apps.notifications.models import Alert
-    except ImportError:
-        return Check("critical_alerts", WARN, "no Alert model yet: not checked")
     recent = Alert.objects.filter(severity="critical", created_at__gte=now - timedelta(hours=24))
     count = recent.count()
     if count:
@@ -282,7 +277,7 @@ def check_critical_alerts(now: datetime) -> Check:
 
 
 def check_backup_recent(now: datetime, *, max_age: timedelta = timedelta(hours=24)) -> Check:
-    from apps.ops.services import maintenance_last_success
+    from apps.ops.services.maintenance import maintenance_last_success
 
     last = maintenance_last_success(task="backup")
     if last is None or last.finished_at is None:
@@ -295,8 +290,6 @@ def check_backup_recent(now: datetime, *, max_age: timedelta = timedelta(hours=2
 
 
 def check_markets(now: datetime) -> Check:
-    from apps.marketdata.models import AssetClass, Instrument
-
     notes = []
     status = OK
     if nyse_open(now):
@@ -312,9 +305,6 @@ def check_markets(now: datetime) -> Check:
 
 def check_kill_switch() -> Check:
     """The kill switch can latch: the mode row exists and nothing holds its lock."""
-    from apps.risk.models import SystemState
-    from apps.risk.services import system_state_get
-
     system_state_get()
     try:
         with transaction.atomic():

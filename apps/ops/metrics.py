@@ -21,6 +21,9 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from apps.core import metrics_store, process_metrics
+from apps.core.influx import COUNTERS
+
 logger = logging.getLogger(__name__)
 
 BACKUP_TASK = "backup"
@@ -88,7 +91,6 @@ class CeleryCollector(Collector):
         yield CounterMetricFamily(OUTCOMES, "", labels=["task", "queue", "state"])
 
     def collect(self) -> Iterator[GaugeMetricFamily | HistogramMetricFamily]:
-        from apps.core import metrics_store
         from apps.ops.celery_metrics import OUTCOMES, RUNTIME, STATES, WAIT
 
         length = GaugeMetricFamily(
@@ -142,8 +144,6 @@ def celery_queue_lengths() -> dict[str, int]:
     """
     from django.conf import settings
 
-    from apps.core import metrics_store
-
     url = settings.CELERY_BROKER_URL
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return {}
@@ -172,8 +172,6 @@ class AppProcessCollector(Collector):
         yield GaugeMetricFamily("tradebot_process_start_time_seconds", "", labels=LABELS)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from apps.core import process_metrics
-
         cpu = CounterMetricFamily(
             "tradebot_process_cpu_seconds",
             "User + system CPU time of each app process (rate() = cores used)",
@@ -213,15 +211,10 @@ LABELS = ["process", "host", "pid"]
 
 class InfluxWriterCollector(Collector):
     def describe(self) -> Iterator[CounterMetricFamily]:
-        from apps.core.influx import COUNTERS
-
         for name, _ in COUNTERS:
             yield CounterMetricFamily(name, "")
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        from apps.core import metrics_store
-        from apps.core.influx import COUNTERS
-
         families = {name: CounterMetricFamily(name, doc) for name, doc in COUNTERS}
         try:
             values = metrics_store.read_counters(families)

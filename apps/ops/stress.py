@@ -34,13 +34,15 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from apps.accounts.models import Account
 from apps.audit.services import audit_record
 from apps.core.realtime import jsonable
 from apps.marketdata.domain.csvfile import read_bars
+from apps.marketdata.selectors import daily_closes
 from apps.model.bars import Bar
 from apps.ops.exceptions import OpsError
 from apps.ops.models import StressReport
-from apps.ops.services import maintenance_run
+from apps.ops.services.maintenance import maintenance_run
 from apps.risk.domain.metrics import align_daily_closes
 from apps.risk.domain.stress import (
     FAIL,
@@ -58,6 +60,9 @@ from apps.risk.domain.stress import (
     worst_status,
     worst_window_move,
 )
+from apps.risk.services.limits import risk_limits_for
+from apps.risk.services.monitoring import monitor_thresholds
+from apps.trading.models import Position
 
 logger = logging.getLogger(__name__)
 
@@ -183,10 +188,6 @@ def stress_portfolios() -> list[tuple[Portfolio, dict[str, int]]]:
 
     Returns (portfolio, {symbol: instrument id}) per account, by account name.
     """
-    from apps.accounts.models import Account
-    from apps.risk.services import risk_limits_for
-    from apps.trading.models import Position
-
     out = []
     for account in Account.objects.order_by("name"):
         positions = list(
@@ -216,8 +217,6 @@ def stress_portfolios() -> list[tuple[Portfolio, dict[str, int]]]:
 
 
 def _var_inputs(ids: dict[str, int]) -> VarInputs:
-    from apps.marketdata.selectors import daily_closes
-
     by_id = daily_closes(instrument_ids=list(ids.values()), days=settings.RISK_VAR_WINDOW_DAYS)
     _, aligned = align_daily_closes({s: by_id.get(i, {}) for s, i in ids.items()})
     return VarInputs(daily_closes=aligned)
@@ -257,7 +256,6 @@ def stress_test_run(
     kill level is a finding (outcome "fail"), not an error: the run itself succeeds.
     """
     now = now or timezone.now()
-    from apps.risk.services import monitor_thresholds
 
     with maintenance_run(task=TASK, actor=actor) as run:
         progress("measuring the historical shocks")

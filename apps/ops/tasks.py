@@ -15,7 +15,8 @@ ACTOR = "beat"
 
 @shared_task(name="ops.backup", time_limit=4 * 3600, soft_time_limit=4 * 3600 - 60)
 def backup() -> dict[str, Any]:
-    from apps.ops.services import backup_create, maintenance_run
+    from apps.ops.services.backups import backup_create
+    from apps.ops.services.maintenance import maintenance_run
 
     with maintenance_run(task="backup", actor=ACTOR) as run:
         result = backup_create(actor=ACTOR)
@@ -29,14 +30,14 @@ def backup() -> dict[str, Any]:
 
 @shared_task(name="ops.restore_test", time_limit=6 * 3600, soft_time_limit=6 * 3600 - 60)
 def restore_test() -> dict[str, Any]:
-    from apps.ops.services import backup_restore_test
+    from apps.ops.services.restore import backup_restore_test
 
     return backup_restore_test(actor=ACTOR).detail
 
 
 @shared_task(name="ops.vacuum", time_limit=3 * 3600, soft_time_limit=3 * 3600 - 60)
 def vacuum() -> dict[str, Any]:
-    from apps.ops.services import maintenance_run, vacuum_run
+    from apps.ops.services.maintenance import maintenance_run, vacuum_run
 
     with maintenance_run(task="vacuum", actor=ACTOR) as run:
         run.detail = vacuum_run(actor=ACTOR)
@@ -45,8 +46,8 @@ def vacuum() -> dict[str, Any]:
 
 @shared_task(name="ops.logs_rotate")
 def logs_rotate() -> dict[str, Any]:
-    from apps.ops.services import logs_rotate as rotate
-    from apps.ops.services import maintenance_run
+    from apps.ops.services.maintenance import logs_rotate as rotate
+    from apps.ops.services.maintenance import maintenance_run
 
     with maintenance_run(task="logs_rotate", actor=ACTOR) as run:
         run.detail = rotate(actor=ACTOR)
@@ -55,7 +56,8 @@ def logs_rotate() -> dict[str, Any]:
 
 @shared_task(name="ops.checklist")
 def checklist(kind: str) -> int:
-    from apps.ops.services import checklist_run, maintenance_run
+    from apps.ops.services.checklists import checklist_run
+    from apps.ops.services.maintenance import maintenance_run
 
     with maintenance_run(task=f"checklist_{kind}", actor=ACTOR) as run:
         checklist = checklist_run(kind=kind, actor=ACTOR)
@@ -73,6 +75,6 @@ def stress_test() -> dict[str, Any]:
 
 @shared_task(name="ops.heartbeat", time_limit=30, soft_time_limit=20)
 def heartbeat() -> None:
-    from apps.ops.services import heartbeat_beat
+    from apps.ops.services.maintenance import heartbeat_beat
 
     heartbeat_beat()

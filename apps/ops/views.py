@@ -56,7 +56,7 @@ class StressReportView(VerifiedStaffRequiredMixin, View):
     """The latest stress reports, or one of them (pk); read-only (manage.py stress_test runs one)."""
 
     def get(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
-        from apps.ops.services import maintenance_last_success
+        from apps.ops.services.maintenance import maintenance_last_success
 
         recent = list(StressReport.objects.order_by("-created_at", "-id")[:20])
         report = get_object_or_404(StressReport, pk=pk) if pk else (recent[0] if recent else None)
@@ -75,7 +75,7 @@ class ChecklistItemTickView(VerifiedStaffRequiredMixin, View):
     """POST (CSRF): tick a manual item of a checklist; audited as user:<name>."""
 
     def post(self, request: HttpRequest, pk: int, key: str) -> HttpResponse:
-        from apps.ops.services import checklist_item_tick
+        from apps.ops.services.checklists import checklist_item_tick
 
         get_object_or_404(ChecklistRun, pk=pk)
         try:

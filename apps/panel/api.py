@@ -28,8 +28,8 @@ from apps.core.exceptions import ApplicationError
 from apps.core.realtime import jsonable
 from apps.panel.forms import REASON_MAX, mode_from_input
 from apps.panel.views import actor_for
-from apps.risk import services as risk_services
 from apps.risk.models import ModeSource
+from apps.risk.services import limits, modes
 from apps.trading.services import kill_switch
 
 MAX_BODY = 64 * 1024
@@ -127,7 +127,7 @@ class ModeSetApi(VerifiedStaffApi):
                 f"unknown mode {data.get('mode')!r}: use pause, resume, normal or observation"
             )
         reason = self.reason(data)
-        state = risk_services.system_mode_set(
+        state = modes.system_mode_set(
             mode=mode,
             actor=actor_for(request),
             source=ModeSource.API.value,
@@ -193,7 +193,7 @@ class RiskLimitSetApi(VerifiedStaffApi):
             raise ApiInputError('"account_id" must be an integer')
         elif not Account.objects.filter(id=account_id).exists():
             raise ApiInputError(f"no account with id {account_id}", 404)
-        limit = risk_services.risk_limit_set(
+        limit = limits.risk_limit_set(
             account_id=account_id,
             values={str(k): str(v) for k, v in values.items()},
             actor=actor_for(request),

@@ -21,8 +21,8 @@ from apps.core.access import VerifiedStaffRequiredMixin
 from apps.core.exceptions import ApplicationError
 from apps.panel.forms import IncidentUpdateForm, KillSwitchForm, ModeSetForm, RiskLimitForm
 from apps.panel.views import actor_for
-from apps.risk import services as risk_services
 from apps.risk.models import ModeSource
+from apps.risk.services import incidents, limits, modes
 from apps.trading.services import kill_switch
 
 
@@ -62,7 +62,7 @@ class ModeSetView(VerifiedStaffRequiredMixin, View):
             return redirect(back)
         mode = form.cleaned_data["mode"]
         try:
-            risk_services.system_mode_set(
+            modes.system_mode_set(
                 mode=mode,
                 actor=actor_for(request),
                 source=ModeSource.PANEL.value,
@@ -117,7 +117,7 @@ class RiskLimitSetView(VerifiedStaffRequiredMixin, View):
             return redirect("panel:risk")
         values = form.limit_values()
         try:
-            risk_services.risk_limit_set(
+            limits.risk_limit_set(
                 account_id=form.cleaned_data["account_id"], values=values, actor=actor_for(request)
             )
         except ApplicationError as exc:
@@ -137,7 +137,7 @@ class IncidentUpdateView(VerifiedStaffRequiredMixin, View):
             _refused(request, "incident report", _form_errors(form), {"incident": incident_id})
             return redirect(back)
         try:
-            risk_services.incident_update(
+            incidents.incident_update(
                 incident_id=incident_id, actor=actor_for(request), **form.cleaned_data
             )
         except ApplicationError as exc:
@@ -153,7 +153,7 @@ class IncidentCloseView(VerifiedStaffRequiredMixin, View):
     def post(self, request: HttpRequest, incident_id: int) -> HttpResponse:
         back = reverse("panel:incident", args=[incident_id])
         try:
-            risk_services.incident_close(
+            incidents.incident_close(
                 incident_id=incident_id,
                 actor=actor_for(request),
                 user=request.user,

@@ -16,9 +16,9 @@ from django.views.generic import TemplateView
 from apps.accounts.models import Account
 from apps.core.access import VerifiedStaffRequiredMixin
 from apps.core.realtime import jsonable
-from apps.notifications.services import alert_payload
+from apps.notifications.services.alerts import alert_payload
 from apps.panel.forms import LIMIT_FIELDS, IncidentUpdateForm, KillSwitchForm, RiskLimitForm
-from apps.risk.services import system_state_get
+from apps.risk.services.modes import system_state_get
 from apps.trading.selectors import overview_snapshot
 
 

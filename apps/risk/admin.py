@@ -1,6 +1,8 @@
 from django.contrib import admin
 
+from apps.core.exceptions import ApplicationError
 from apps.risk.models import HypotheticalTrade, Incident, ModeChange, RiskLimit, SystemState
+from apps.risk.services.limits import LIMIT_SPECS, risk_limit_set
 
 
 @admin.register(SystemState)
@@ -41,9 +43,6 @@ class RiskLimitAdmin(admin.ModelAdmin):
     )
 
     def save_model(self, request, obj, form, change):  # noqa: ANN001, ANN201
-        from apps.core.exceptions import ApplicationError
-        from apps.risk.services import LIMIT_SPECS, risk_limit_set
-
         values = {
             name: "" if getattr(obj, name) is None else str(getattr(obj, name))
             for name in LIMIT_SPECS

@@ -8,7 +8,7 @@ from typing import Any
 
 from apps.notifications.domain.routing import Severity
 from apps.notifications.models import Notification
-from apps.notifications.services import notify
+from apps.notifications.services.notifications import notify
 
 logger = logging.getLogger(__name__)
 

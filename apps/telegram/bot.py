@@ -174,7 +174,7 @@ class BotCommands:
 
     def _cmd_status(self, **_: Any) -> str:
         from apps.ops.health import check_broker, check_data_feed
-        from apps.risk.services import system_state_get
+        from apps.risk.services.modes import system_state_get
 
         state = system_state_get()
         snap = self._snapshot()
@@ -247,7 +247,7 @@ class BotCommands:
     def _mode(self, mode: str, *, args: str, actor: str, default_reason: str) -> str:
         from apps.risk.exceptions import ModeChangeRefused
         from apps.risk.models import ModeSource
-        from apps.risk.services import system_mode_set
+        from apps.risk.services.modes import system_mode_set
 
         try:
             state = system_mode_set(

@@ -28,7 +28,8 @@ from apps.risk.domain.checks import RecentOrder, RiskContext, RiskLimits, limits
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import EquityMonitor, HypotheticalTrade, RiskLimit, SystemState
 from apps.risk.selectors import var_and_correlation
-from apps.risk.services import limit_ranges, risk_limits_for, system_state_get
+from apps.risk.services.limits import limit_ranges, risk_limits_for
+from apps.risk.services.modes import system_state_get
 from apps.trading import realtime
 from apps.trading.models import EquitySnapshot, Fill, Order, Position
 

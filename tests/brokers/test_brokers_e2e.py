@@ -14,7 +14,7 @@ from apps.brokers.services import broker_sync, reconcile_account
 from apps.marketdata.models import AssetClass, Instrument
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import RiskLimit
-from apps.risk.services import system_mode_get
+from apps.risk.services.modes import system_mode_get
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Fill, Order, Position
 from apps.trading.services import orders as services

@@ -23,7 +23,7 @@ from apps.brokers.services import broker_sync, fills_sync, reconcile_account, se
 from apps.notifications.models import Alert
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Incident
-from apps.risk.services import system_mode_get
+from apps.risk.services.modes import system_mode_get
 from apps.strategies.domain.base import SignalAction
 from apps.trading.models import Fill, Order, Position
 from apps.trading.services import orders as services

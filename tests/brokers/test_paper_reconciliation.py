@@ -30,7 +30,7 @@ from apps.brokers.services import (
 )
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import ModeChange
-from apps.risk.services import system_mode_get, system_mode_set
+from apps.risk.services.modes import system_mode_get, system_mode_set
 from apps.trading.models import Order, Position
 from apps.trading.services.common import new_client_order_id
 from apps.trading.services.outbox import orders_outbox_sweep

@@ -24,7 +24,7 @@ from apps.model.bars import Bar
 from apps.model.orders import OrderStatus
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import ModeSource
-from apps.risk.services import system_mode_set
+from apps.risk.services.modes import system_mode_set
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sma_cross import SmaCross
 from apps.trading.models import Fill, Order, Position

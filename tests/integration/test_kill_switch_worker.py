@@ -12,7 +12,7 @@ from apps.audit.models import AuditEvent
 from apps.marketdata.services import instrument_get_or_create
 from apps.model.orders import OrderStatus
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import system_mode_get
+from apps.risk.services.modes import system_mode_get
 from apps.strategies.domain.base import SignalAction
 from apps.trading.models import Order, Position
 from apps.trading.services.accounts import account_get_or_create

@@ -17,7 +17,7 @@ def rate_counters_clear() -> None:
     """Forget the Redis rate counters (they outlive the rolled-back test transaction)."""
     from django_redis import get_redis_connection
 
-    from apps.notifications.services import rate_key_prefix
+    from apps.notifications.services.channel_state import rate_key_prefix
 
     client = get_redis_connection("default")
     for key in client.scan_iter(f"{rate_key_prefix()}*"):

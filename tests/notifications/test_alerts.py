@@ -9,7 +9,7 @@ from apps.audit.models import AuditEvent
 from apps.notifications.exceptions import AlertInvalid
 from apps.notifications.models import Alert
 from apps.notifications.selectors import alert_list_open
-from apps.notifications.services import alert_payload, alert_raise, alert_resolve
+from apps.notifications.services.alerts import alert_payload, alert_raise, alert_resolve
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 
 from apps.notifications.models import Notification
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import system_mode_get, system_mode_set
+from apps.risk.services.modes import system_mode_get, system_mode_set
 from apps.trading.services.kill_switch import kill_switch_engage
 
 pytestmark = pytest.mark.django_db
@@ -58,12 +58,12 @@ def test_kill_switch_when_engaged_then_critical_kill_and_its_report(
 def test_mode_change_when_notification_fails_then_the_change_stands(
     no_channels, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from apps.notifications import services
+    from apps.risk import messages
 
     def broken(**kwargs):
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr(services, "notify", broken)
+    monkeypatch.setattr(messages, "notify", broken)
 
     with django_capture_on_commit_callbacks(execute=True):
         system_mode_set(mode="pause", actor="cli:ops", source="cli", reason="x")

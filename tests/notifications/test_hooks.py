@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.notifications.models import Alert, Notification, WatchdogHeartbeat
-from apps.notifications.services import watchdog_check
+from apps.notifications.services.watchdog import watchdog_check
 from tests.notifications.domain.test_alertmanager_payload import payload
 
 pytestmark = pytest.mark.django_db

@@ -10,12 +10,8 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.notifications.models import Alert, ChannelState, Delivery, Notification
-from apps.notifications.services import (
-    NotificationInvalid,
-    deliveries_requeue,
-    delivery_send,
-    notify,
-)
+from apps.notifications.services.delivery import deliveries_requeue, delivery_send
+from apps.notifications.services.notifications import NotificationInvalid, notify
 from tests.fakes.telegram import TOKEN
 
 pytestmark = pytest.mark.django_db

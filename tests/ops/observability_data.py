@@ -16,7 +16,7 @@ from apps.ml.models import CalibrationSnapshot, ModelVersion
 from apps.model.bars import Bar as BarValue
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
-from apps.ops.services import maintenance_run
+from apps.ops.services.maintenance import maintenance_run
 from apps.trading.models import Order
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.services.common import new_client_order_id

@@ -23,9 +23,10 @@ from apps.ops import backup as bk
 from apps.ops.exceptions import BackupError, BackupInvalid, RestoreRefused, ToolMissing
 from apps.ops.metrics import MaintenanceCollector
 from apps.ops.models import MaintenanceRun
-from apps.ops.services import backup_create, backup_prune, backup_restore, backup_restore_test
+from apps.ops.services.backups import backup_create, backup_prune
+from apps.ops.services.restore import backup_restore, backup_restore_test
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import system_mode_get, system_mode_set
+from apps.risk.services.modes import system_mode_get, system_mode_set
 from apps.trading.models import Fill, Order, Position
 from tests.ops.ops_data import seed_history, table_fingerprint
 

@@ -19,9 +19,9 @@ from apps.marketdata.models import FeedStatus
 from apps.notifications.models import Alert, Delivery, Notification
 from apps.ops.checklists import checklist_items
 from apps.ops.models import ChecklistRun, MaintenanceRun
-from apps.ops.services import checklist_item_tick, checklist_run
+from apps.ops.services.checklists import checklist_item_tick, checklist_run
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import system_mode_set
+from apps.risk.services.modes import system_mode_set
 from apps.trading.models import EquitySnapshot, Order, Position
 from tests.fakes.telegram import TOKEN, bot_api_server
 from tests.panel.conftest import otp_login

@@ -20,7 +20,7 @@ from django.db import connections
 from django.test import Client
 
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import system_mode_get
+from apps.risk.services.modes import system_mode_get
 from tests.conftest import otp_login
 from tests.ops.test_deployment_files import need, render_nginx
 from tests.panel.test_browser import _broadcast as broadcast

@@ -17,9 +17,10 @@ from django.core.management.base import CommandError
 
 from apps.audit.models import AuditEvent
 from apps.ops.exceptions import BackupInvalid, RestoreRefused
-from apps.ops.services import backup_create, redis_restore
+from apps.ops.services.backups import backup_create
+from apps.ops.services.redis_restore import redis_restore
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import system_mode_set
+from apps.risk.services.modes import system_mode_set
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,9 +21,9 @@ from apps.notifications.models import Alert
 from apps.ops import health
 from apps.ops.models import MaintenanceRun
 from apps.ops.pidfile import engine_pid
-from apps.ops.services import heartbeat_beat
+from apps.ops.services.maintenance import heartbeat_beat
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import system_mode_get, system_mode_set
+from apps.risk.services.modes import system_mode_get, system_mode_set
 from apps.trading.services.kill_switch import mode_change
 from tests.panel.conftest import otp_login
 from tests.trading.factories import accepted_order, instrument, paper_account
@@ -110,7 +110,7 @@ def test_healthcheck_when_a_queue_has_no_worker_then_warns_but_exit_0(healthy, m
 def test_healthcheck_when_beat_silent_then_fails(healthy):
     from django.core.cache import cache
 
-    from apps.ops.services import HEARTBEAT_KEY
+    from apps.ops.services.maintenance import HEARTBEAT_KEY
 
     cache.delete(HEARTBEAT_KEY)
     code, out = run("healthcheck")

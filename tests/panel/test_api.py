@@ -9,7 +9,7 @@ import pytest
 from apps.audit.models import AuditEvent
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Incident, ModeChange
-from apps.risk.services import system_mode_get
+from apps.risk.services.modes import system_mode_get
 from tests.panel.factories import trading_history_create
 
 pytestmark = pytest.mark.django_db

@@ -264,7 +264,7 @@ def test_enrolment_when_qr_scanned_and_code_entered_then_device_confirmed_and_ve
     ],
 )
 def test_control_post_when_no_csrf_token_then_403_and_nothing_changed(csrf_client, url, data):
-    from apps.risk.services import system_mode_get
+    from apps.risk.services.modes import system_mode_get
 
     # Arrange
     before = system_mode_get()
@@ -279,7 +279,7 @@ def test_control_post_when_no_csrf_token_then_403_and_nothing_changed(csrf_clien
 
 @pytest.mark.parametrize("url", ["/api/mode", "/api/kill", "/api/limits"])
 def test_api_post_when_no_csrf_token_then_403_json_and_nothing_changed(csrf_client, url):
-    from apps.risk.services import system_mode_get
+    from apps.risk.services.modes import system_mode_get
 
     # Arrange
     before = system_mode_get()

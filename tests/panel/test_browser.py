@@ -31,7 +31,7 @@ from apps.engine.runner import Engine
 from apps.marketdata.domain.csvfile import read_bars
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Incident
-from apps.risk.services import system_mode_get
+from apps.risk.services.modes import system_mode_get
 from apps.strategies.domain.registry import build_strategy
 from apps.trading.models import EquitySnapshot, Order, Position
 from apps.trading.services.accounts import account_get_or_create

@@ -7,11 +7,11 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
-from apps.notifications.services import alert_raise
-from apps.risk import services as risk_services
+from apps.notifications.services.alerts import alert_raise
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Incident, ModeChange
-from apps.risk.services import system_mode_get
+from apps.risk.services import incidents, limits, modes
+from apps.risk.services.modes import system_mode_get
 from apps.trading.models import Order, Position
 from apps.trading.services import kill_switch
 from tests.panel.factories import trading_history_create
@@ -30,8 +30,16 @@ def spy(monkeypatch):
     """Record the keyword arguments of the risk services the panel calls (and still call them)."""
     calls: dict[str, list[dict]] = {}
 
+    modules = {
+        "system_mode_set": modes,
+        "kill_switch_engage": kill_switch,
+        "incident_update": incidents,
+        "incident_close": incidents,
+        "risk_limit_set": limits,
+    }
+
     def wrap(name):
-        module = kill_switch if name == "kill_switch_engage" else risk_services
+        module = modules[name]
         real = getattr(module, name)
 
         def recorder(**kwargs):
@@ -40,13 +48,7 @@ def spy(monkeypatch):
 
         monkeypatch.setattr(module, name, recorder)
 
-    for name in (
-        "system_mode_set",
-        "kill_switch_engage",
-        "incident_update",
-        "incident_close",
-        "risk_limit_set",
-    ):
+    for name in modules:
         wrap(name)
     return calls
 
@@ -68,7 +70,7 @@ def test_mode_button_when_reason_given_then_service_called_as_panel_user_and_aud
 ):
     # Arrange
     if mode is SystemMode.NORMAL:
-        risk_services.system_mode_set(
+        modes.system_mode_set(
             mode=SystemMode.PAUSE, actor="user:someone", source="panel", reason="setup"
         )
 

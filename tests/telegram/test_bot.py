@@ -20,7 +20,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Incident, ModeChange
-from apps.risk.services import system_mode_get, system_mode_set
+from apps.risk.services.modes import system_mode_get, system_mode_set
 from apps.telegram.bot import BotCommands, build_application, parse_command
 from apps.trading.models import Position
 from tests.fakes.telegram import TOKEN, bot_api_server

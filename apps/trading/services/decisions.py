@@ -19,7 +19,8 @@ from apps.model.orders import OPEN_STATUSES, OrderStatus
 from apps.model.values import Side
 from apps.risk.domain.checks import order_check
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import risk_limits_from, system_state_get
+from apps.risk.services.limits import risk_limits_from
+from apps.risk.services.modes import system_state_get
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sizing import quantity_for_stake
 from apps.trading import realtime

@@ -22,12 +22,8 @@ from apps.model.venues import (
 )
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import SystemState
-from apps.risk.services import (
-    kill_latch,
-    kill_report_record,
-    system_mode_set,
-    system_state_get,
-)
+from apps.risk.services.kill import kill_latch, kill_report_record
+from apps.risk.services.modes import system_mode_set, system_state_get
 from apps.trading import realtime
 from apps.trading.models import Order, Position
 from apps.trading.services.common import (
@@ -223,7 +219,7 @@ class KillReport:
 def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
     """Latch KILL, then cancel every open order and close every position, here and now.
 
-    1. Risk latches KILL (``apps.risk.services.kill_latch``), committed before anything
+    1. Risk latches KILL (``apps.risk.services.kill.kill_latch``), committed before anything
        else: from that commit on, ``order_send`` denies every order but the kill
        switch's own closing orders, whatever Celery does. (Call it outside a
        transaction, as every caller does, so the latch is committed first.) Engaging

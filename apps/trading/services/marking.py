@@ -12,7 +12,7 @@ from apps.accounts.models import Account
 from apps.core import influx
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import ModeSource
-from apps.risk.services import equity_observe
+from apps.risk.services.monitoring import equity_observe
 from apps.trading import realtime
 from apps.trading.models import EquitySnapshot, Position
 from apps.trading.services.common import money

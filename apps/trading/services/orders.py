@@ -20,11 +20,11 @@ from apps.core.db import rows_update
 from apps.marketdata.models import Instrument
 from apps.model.orders import OrderStatus
 from apps.model.venues import VenueAck, VenueRejected, VenueTemporaryError
-from apps.notifications.services import notify_on_commit
+from apps.notifications.services.notifications import notify_on_commit
 from apps.risk.domain.checks import CheckResult, RiskContext, check_mode
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import SystemState
-from apps.risk.services import system_mode_lock_shared
+from apps.risk.services.modes import system_mode_lock_shared
 from apps.trading import realtime
 from apps.trading.models import Order, Position
 from apps.trading.selectors import columns_sql, instance_from_row

@@ -16,13 +16,8 @@ from apps.core.exceptions import ApplicationError
 from apps.risk.domain.modes import SystemMode
 from apps.risk.exceptions import ModeChangeRefused
 from apps.risk.models import Incident, ModeChange
-from apps.risk.services import (
-    incident_close,
-    incident_update,
-    system_mode_get,
-    system_mode_set,
-    system_state_get,
-)
+from apps.risk.services.incidents import incident_close, incident_update
+from apps.risk.services.modes import system_mode_get, system_mode_set, system_state_get
 from apps.trading.services.kill_switch import kill_switch_engage, mode_change
 from tests.integration.conftest import database_url
 
@@ -229,7 +224,7 @@ def test_kill_survives_a_restart_read_by_another_process() -> None:
     env.pop("DJANGO_SETTINGS_MODULE", None)
     code = (
         "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='tradebot.settings.test'; "
-        "django.setup(); from apps.risk.services import system_mode_get; "
+        "django.setup(); from apps.risk.services.modes import system_mode_get; "
         "print('MODE=' + system_mode_get().value)"
     )
     proc = subprocess.run(

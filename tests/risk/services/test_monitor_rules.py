@@ -18,7 +18,7 @@ from apps.model.values import Side
 from apps.notifications.models import Alert
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import EquityMonitor, Incident, ModeChange
-from apps.risk.services import system_mode_get
+from apps.risk.services.modes import system_mode_get
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Position
 from apps.trading.selectors import risk_overview

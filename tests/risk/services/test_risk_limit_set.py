@@ -9,7 +9,7 @@ import pytest
 from apps.audit.models import AuditEvent, DecisionLog
 from apps.risk.exceptions import RiskLimitInvalid
 from apps.risk.models import RiskLimit
-from apps.risk.services import risk_limit_set, risk_limits_for
+from apps.risk.services.limits import risk_limit_set, risk_limits_for
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.services.decisions import decision_make
 from tests.trading.factories import T0, instrument, paper_account

@@ -8,7 +8,7 @@ from apps.audit.models import AuditEvent, DecisionLog
 from apps.model.orders import Fill as FillValue
 from apps.model.values import Side
 from apps.risk.domain.modes import SystemMode
-from apps.risk.services import system_mode_set
+from apps.risk.services.modes import system_mode_set
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Order
 from apps.trading.services.decisions import decision_make

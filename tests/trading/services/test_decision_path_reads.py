@@ -19,7 +19,8 @@ from django.test.utils import CaptureQueriesContext
 from apps.marketdata.models import Instrument
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import SystemState
-from apps.risk.services import risk_limit_set, system_mode_set
+from apps.risk.services.limits import risk_limit_set
+from apps.risk.services.modes import system_mode_set
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Order
 from apps.trading.services import orders as services

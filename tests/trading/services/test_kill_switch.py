@@ -14,7 +14,7 @@ from apps.notifications.models import Alert
 from apps.risk.domain.modes import SystemMode
 from apps.risk.exceptions import ModeChangeRefused
 from apps.risk.models import Incident
-from apps.risk.services import system_mode_get, system_mode_set
+from apps.risk.services.modes import system_mode_get, system_mode_set
 from apps.trading.models import Order, Position
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.services.common import KILL_ORDER_PREFIX, new_client_order_id

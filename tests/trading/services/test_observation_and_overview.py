@@ -14,7 +14,8 @@ from apps.marketdata.services import bar_store
 from apps.model.bars import Bar
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import HypotheticalTrade
-from apps.risk.services import equity_observe, system_mode_set
+from apps.risk.services.modes import system_mode_set
+from apps.risk.services.monitoring import equity_observe
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Order
 from apps.trading.selectors import hypothetical_pnl, risk_overview

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core.cli import cli_actor
 from apps.ops.exceptions import OpsError
-from apps.ops.services import mode_change
+from apps.ops.services.runbooks import mode_change
 
 
 class ModeCommand(BaseCommand):

@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from apps.core.cli import cli_actor, exclusive
 from apps.ops.exceptions import OpsError
-from apps.ops.services import backup_create, maintenance_run
+from apps.ops.services.backups import backup_create
+from apps.ops.services.maintenance import maintenance_run
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from apps.core.cli import cli_actor
 from apps.notifications.models import Notification
 from apps.ops.checklists import checklist_text
-from apps.ops.services import checklist_run
+from apps.ops.services.checklists import checklist_run
 
 
 class Command(BaseCommand):

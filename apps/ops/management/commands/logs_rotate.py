@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from apps.core.cli import cli_actor
-from apps.ops.services import logs_rotate, maintenance_run
+from apps.ops.services.maintenance import logs_rotate, maintenance_run
 
 
 class Command(BaseCommand):

@@ -9,12 +9,8 @@ from tqdm import tqdm
 
 from apps.core.cli import cli_actor, exclusive
 from apps.ops.exceptions import OpsError
-from apps.ops.services import (
-    backup_restore,
-    backup_restore_check,
-    redis_restore,
-    redis_restore_check,
-)
+from apps.ops.services.redis_restore import redis_restore, redis_restore_check
+from apps.ops.services.restore import backup_restore, backup_restore_check
 
 
 class Command(BaseCommand):

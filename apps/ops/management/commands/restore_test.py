@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from apps.core.cli import cli_actor, exclusive
 from apps.ops.exceptions import OpsError
-from apps.ops.services import backup_restore_test
+from apps.ops.services.restore import backup_restore_test
 
 
 class Command(BaseCommand):

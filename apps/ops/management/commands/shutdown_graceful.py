@@ -11,7 +11,8 @@ from tqdm import tqdm
 from apps.core.cli import cli_actor, exclusive
 from apps.ops.exceptions import OpsError
 from apps.ops.pidfile import engine_pid
-from apps.ops.services import shutdown_graceful, working_orders
+from apps.ops.services.runbooks import shutdown_graceful, working_orders
+from apps.risk.services.modes import system_mode_get
 
 
 class Command(BaseCommand):
@@ -31,8 +32,6 @@ class Command(BaseCommand):
         parser.add_argument("--execute", action="store_true", help="act; without it, a dry run")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from apps.risk.services import system_mode_get
-
         timeout = (
             settings.SHUTDOWN_ORDER_TIMEOUT_SECONDS
             if options["timeout"] is None

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from apps.accounts.models import Account
 from apps.core.cli import cli_actor, exclusive
 from apps.ops.exceptions import OpsError
 
@@ -30,7 +31,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from apps.accounts.models import Account
         from apps.ops.stress import stress_steps, stress_test_run
 
         bar = tqdm(

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from apps.core.cli import cli_actor, exclusive
-from apps.ops.services import maintenance_run, vacuum_run
+from apps.ops.services.maintenance import maintenance_run, vacuum_run
 
 
 class Command(BaseCommand):
