@@ -17,7 +17,7 @@ from apps.model.accounting import Position as PositionValue
 from apps.model.orders import Fill as FillValue
 from apps.model.orders import OrderState, OrderStatus
 from apps.model.values import OrderType, Side
-from apps.notifications.records import info_record_many_on_commit
+from apps.notifications.services.records import info_record_many_on_commit
 from apps.trading import realtime
 from apps.trading.models import Fill, Order, Position
 from apps.trading.services.common import BULK_BROADCAST_LIMIT, money
