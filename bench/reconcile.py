@@ -95,7 +95,7 @@ def main() -> int:
         logging.getLogger("apps.brokers.services").setLevel(logging.WARNING)
         from apps.accounts.models import Account
         from apps.brokers.domain.reconcile import OurOrder, compare_orders, compare_positions
-        from apps.brokers.services import reconcile_account
+        from apps.brokers.services.reconcile import reconcile_account
         from apps.model.orders import OrderStatus
         from apps.trading.models import Order, Position
         from apps.trading.venues.paper import PaperVenue

@@ -15,7 +15,8 @@ SYNC_EXPIRES_SECONDS = 10
 
 @shared_task(name="brokers.sync", ignore_result=True, expires=SYNC_EXPIRES_SECONDS)
 def broker_sync_all() -> int:
-    from apps.brokers.services import broker_sync, live_accounts
+    from apps.brokers.services.common import live_accounts
+    from apps.brokers.services.connectivity import broker_sync
 
     accounts = live_accounts()
     for account in accounts:
@@ -25,7 +26,7 @@ def broker_sync_all() -> int:
 
 @shared_task(name="brokers.reconcile", ignore_result=True, expires=50)
 def reconcile(trigger: str = "schedule", actor: str = "reconciliation") -> list[str]:
-    from apps.brokers.services import reconcile_all
+    from apps.brokers.services.reconcile import reconcile_all
 
     return [run.outcome for run in reconcile_all(trigger=trigger, actor=actor)]
 

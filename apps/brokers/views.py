@@ -15,7 +15,8 @@ from django.views.generic import TemplateView
 from apps.audit.services import audit_record
 from apps.brokers import selectors
 from apps.brokers.models import ReconciliationTrigger
-from apps.brokers.services import discrepancy_resolve, reconcile_all
+from apps.brokers.services.reconcile import reconcile_all
+from apps.brokers.services.resolution import discrepancy_resolve
 from apps.core.access import VerifiedStaffRequiredMixin
 from apps.core.exceptions import ApplicationError
 from apps.risk.services.modes import system_state_get

@@ -52,11 +52,11 @@ _OPEN: frozenset[OrderStatus] = frozenset(
     {_S.SUBMITTED, _S.ACCEPTED, _S.PARTIALLY_FILLED, _S.PENDING_CANCEL}
 )
 
-# Every status of an order not yet final, as stored: the ones still working at the venue
-# plus INITIALIZED (recorded, not sent yet). The one list every query of "open orders" uses.
-OPEN_STATUSES: tuple[str, ...] = tuple(s.value for s in OrderStatus if s.is_open) + (
-    OrderStatus.INITIALIZED.value,
-)
+# The statuses of an order sent and not final: what the broker may still hold.
+SENT_OPEN_STATUSES: tuple[str, ...] = tuple(s.value for s in OrderStatus if s.is_open)
+# Every status of an order not yet final, as stored: the sent ones plus INITIALIZED
+# (recorded, not sent yet). The one list every query of "open orders" uses.
+OPEN_STATUSES: tuple[str, ...] = SENT_OPEN_STATUSES + (OrderStatus.INITIALIZED.value,)
 
 ORDER_TRANSITIONS: frozenset[tuple[OrderStatus, OrderStatus]] = frozenset(
     {

@@ -10,7 +10,8 @@ import pytest
 
 from apps.accounts.models import Account
 from apps.brokers.models import Discrepancy
-from apps.brokers.services import broker_sync, reconcile_account
+from apps.brokers.services.connectivity import broker_sync
+from apps.brokers.services.reconcile import reconcile_account
 from apps.marketdata.models import AssetClass, Instrument
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import RiskLimit

@@ -19,7 +19,10 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.brokers.models import BrokerSession, Discrepancy, DiscrepancyStatus
-from apps.brokers.services import broker_sync, fills_sync, reconcile_account, session_for
+from apps.brokers.services.common import session_for
+from apps.brokers.services.connectivity import broker_sync
+from apps.brokers.services.reconcile import reconcile_account
+from apps.brokers.services.settling import fills_sync
 from apps.notifications.models import Alert
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import Incident

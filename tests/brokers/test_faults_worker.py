@@ -23,7 +23,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from apps.brokers.services import reconcile_account
+from apps.brokers.services.reconcile import reconcile_account
 from apps.marketdata.models import Instrument
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Order

@@ -22,12 +22,9 @@ from apps.brokers.models import (
     ReconciliationOutcome,
     ReconciliationRun,
 )
-from apps.brokers.services import (
-    DiscrepancyResolveRefused,
-    discrepancy_resolve,
-    reconcile_account,
-    startup_reconcile,
-)
+from apps.brokers.services.common import DiscrepancyResolveRefused
+from apps.brokers.services.reconcile import reconcile_account, startup_reconcile
+from apps.brokers.services.resolution import discrepancy_resolve
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import ModeChange
 from apps.risk.services.modes import system_mode_get, system_mode_set

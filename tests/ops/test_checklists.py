@@ -14,7 +14,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.audit.services import decision_record
 from apps.brokers.models import Discrepancy
-from apps.brokers.services import reconcile_account
+from apps.brokers.services.reconcile import reconcile_account
 from apps.marketdata.models import FeedStatus
 from apps.notifications.models import Alert, Delivery, Notification
 from apps.ops.checklists import checklist_items

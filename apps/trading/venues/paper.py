@@ -15,7 +15,7 @@ from django.conf import settings
 
 from apps.accounts.models import Account, Broker
 from apps.model.bars import Bar
-from apps.model.orders import Fill, OrderState, OrderStatus
+from apps.model.orders import SENT_OPEN_STATUSES, Fill, OrderState, OrderStatus
 from apps.model.paper import PaperMatcher, SlippageModel, paper_market_fill
 from apps.model.values import OrderType, Side
 from apps.model.venues import (
@@ -31,6 +31,7 @@ from apps.trading.models import Order, Position
 
 # SUBMITTED is on the book too: for the paper broker, "sent" and "received" are the
 # same instant, and a fill may overtake the ack (SUBMITTED -> FILLED is a legal edge).
+# The statuses the paper matcher can fill (a paper cancel is final at once).
 WORKING = (
     OrderStatus.SUBMITTED.value,
     OrderStatus.ACCEPTED.value,
@@ -116,7 +117,7 @@ class PaperVenue:
 
     def open_orders(self) -> list[BrokerOrder]:
         rows = Order.objects.filter(
-            account=self.account, status__in=WORKING + (OrderStatus.PENDING_CANCEL.value,)
+            account=self.account, status__in=SENT_OPEN_STATUSES
         ).values_list(*self._ORDER_COLUMNS)
         return [self._broker_order(values) for values in rows]
 

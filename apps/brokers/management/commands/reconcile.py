@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts.models import Account
 from apps.brokers.models import ReconciliationOutcome, ReconciliationTrigger
-from apps.brokers.services import reconcile_account
+from apps.brokers.services.reconcile import reconcile_account
 from apps.core.cli import cli_actor
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.brokers.services import startup_reconcile
+from apps.brokers.services.reconcile import startup_reconcile
 from apps.core.pidfile import pidfile
 from apps.core.process_metrics import process_metrics_start
 from apps.engine.runner import Engine
