@@ -19,6 +19,7 @@ from apps.brokers.models import (
     DiscrepancyStatus,
 )
 from apps.brokers.services.common import ALERT_DISCREPANCY, DiscrepancyResolveRefused
+from apps.marketdata.models import Instrument
 from apps.model.orders import OrderStatus
 from apps.notifications.models import Alert
 from apps.notifications.services.alerts import alert_resolve
@@ -110,8 +111,6 @@ def discrepancy_resolve(
 def _adopt(row: Discrepancy, kind: DiscrepancyKind, actor: str) -> None:
     account = row.account
     if kind is DiscrepancyKind.POSITION:
-        from apps.marketdata.models import Instrument
-
         quantity = _decimal(row.broker, "quantity")
         instrument = Instrument.objects.get(symbol=row.instrument)
         position, _ = Position.objects.select_for_update().get_or_create(
