@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from apps.accounts.models import Account
 from apps.audit.services import audit_record
 from apps.credentials.exceptions import CredentialInvalid
 from apps.credentials.models import BrokerCredential
@@ -41,8 +42,6 @@ def broker_credential_set(
     ``extra_secret=None`` keeps the stored one; ``""`` clears it. The audit row names
     the account and which fields changed, never a value.
     """
-    from apps.accounts.models import Account
-
     key = credential_value_clean("api_key", api_key, required=True)
     secret = credential_value_clean("api_secret", api_secret, required=True)
     extra = (

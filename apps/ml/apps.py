@@ -8,6 +8,7 @@ class MlConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, not at the top: apps.py is imported while the app registry loads.
         from prometheus_client import REGISTRY
 
         from apps.ml.domain.strategy import ml_strategy_from_file

@@ -21,7 +21,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.backtest.domain.backtest import run_backtest
 from apps.marketdata.domain.csvfile import instrument_from_path, read_bars
+from apps.marketdata.models import Bar as BarRow
 from apps.ml.domain import calibration as cal
 from apps.ml.domain.drift import DRIFT_THRESHOLD, PsiReference, psi
 from apps.ml.domain.errors import MlError, ModelIntegrityError, TrainingDataError
@@ -47,6 +49,8 @@ from apps.ml.models import (
     Prediction,
 )
 from apps.model.bars import Bar
+from apps.model.errors import MarketDataError
+from apps.notifications.services.alerts import alert_raise
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +74,6 @@ class ModelNotFoundError(MlError):
 
 def bars_load(path: Path) -> list[Bar]:
     """All bars of a CSV; a malformed row is an error (training never skips data silently)."""
-    from apps.model.errors import MarketDataError
 
     def reject(rejection: Any) -> None:
         raise TrainingDataError(
@@ -102,8 +105,6 @@ def heldout_backtest(
     bundle: ModelBundle, bars: list[Bar], start: int, end: int, threshold: float = DEFAULT_THRESHOLD
 ) -> dict[str, float]:
     """The ML strategy through ``run_backtest`` on bars [start, end) (warm-up bars before)."""
-    from apps.backtest.domain.backtest import run_backtest
-
     window = bars[max(0, start - (WINDOW - 1)) : end]
     predictor = _LookupPredictor(bundle, feature_matrix(BarArrays.from_bars(window)))
     fee = Decimal(str(bundle.config["fee_rate"]))
@@ -436,8 +437,6 @@ def predictions_resolve(*, closes: dict[tuple[str, datetime], float], now: datet
 
 def predictions_resolve_from_store(*, timeframe: str = "1m", now: datetime) -> int:
     """Resolve pending predictions from the stored bars (the live path)."""
-    from apps.marketdata.models import Bar as BarRow
-
     pending = list(
         Prediction.objects.filter(outcome__isnull=True).values_list(
             "instrument", "bar_ts", "horizon"
@@ -460,14 +459,7 @@ def predictions_resolve_from_store(*, timeframe: str = "1m", now: datetime) -> i
 
 
 def _alert(level: str, code: str, message: str, data: dict[str, Any]) -> None:
-    """Raise an alert through ``alert_raise`` (one open alert per code), else log it."""
-    from apps.notifications.services import alerts as notification_alerts
-
-    alert_raise = getattr(notification_alerts, "alert_raise", None)
-    if alert_raise is None:
-        log = logger.error if level == "critical" else logger.warning
-        log("ML alert (%s): %s %s", level, message, data)
-        return
+    """Raise an alert (one open alert per code; ``alert_raise`` logs it too)."""
     alert_raise(severity=level, code=code, message=message, data=data)
 
 

@@ -30,6 +30,7 @@ from apps.panel.forms import REASON_MAX, mode_from_input
 from apps.panel.views import actor_for
 from apps.risk.models import ModeSource
 from apps.risk.services import limits, modes
+from apps.trading.selectors import risk_overview
 from apps.trading.services import kill_switch
 
 MAX_BODY = 64 * 1024
@@ -166,8 +167,6 @@ class RiskGetApi(VerifiedStaffApi):
     http_method_names = ["get"]
 
     def get(self, request: HttpRequest) -> JsonResponse:
-        from apps.trading.selectors import risk_overview
-
         return JsonResponse(jsonable(risk_overview()))
 
 

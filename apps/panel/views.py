@@ -16,10 +16,13 @@ from django.views.generic import TemplateView
 from apps.accounts.models import Account
 from apps.core.access import VerifiedStaffRequiredMixin
 from apps.core.realtime import jsonable
+from apps.notifications.selectors import alert_list_open
 from apps.notifications.services.alerts import alert_payload
 from apps.panel.forms import LIMIT_FIELDS, IncidentUpdateForm, KillSwitchForm, RiskLimitForm
+from apps.risk.models import Incident
+from apps.risk.selectors import incident_list
 from apps.risk.services.modes import system_state_get
-from apps.trading.selectors import overview_snapshot
+from apps.trading.selectors import overview_snapshot, risk_overview
 
 
 def actor_for(request: HttpRequest) -> str:
@@ -37,9 +40,6 @@ class OverviewView(VerifiedStaffRequiredMixin, TemplateView):
     template_name = "panel/overview.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from apps.notifications.selectors import alert_list_open
-        from apps.trading.selectors import risk_overview
-
         context = super().get_context_data(**kwargs)
         snapshot = overview_snapshot()
         risk = risk_overview()
@@ -67,8 +67,6 @@ class RiskView(VerifiedStaffRequiredMixin, TemplateView):
     template_name = "panel/risk.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from apps.trading.selectors import risk_overview
-
         context = super().get_context_data(**kwargs)
         account = Account.objects.filter(name=settings.ENGINE_ACCOUNT).first()
         risk = risk_overview()
@@ -122,8 +120,6 @@ class IncidentListView(VerifiedStaffRequiredMixin, TemplateView):
     template_name = "panel/incidents.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from apps.risk.selectors import incident_list
-
         context = super().get_context_data(**kwargs)
         context["incidents"] = incident_list()
         context["mode"] = system_state_get().mode
@@ -136,8 +132,6 @@ class IncidentDetailView(VerifiedStaffRequiredMixin, TemplateView):
     template_name = "panel/incident_detail.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from apps.risk.models import Incident
-
         context = super().get_context_data(**kwargs)
         incident = get_object_or_404(Incident, pk=kwargs["incident_id"])
         context["incident"] = incident

@@ -31,6 +31,13 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.model.orders import OrderStatus
+from apps.ops.health import check_broker, check_data_feed
+from apps.risk.exceptions import ModeChangeRefused
+from apps.risk.models import ModeSource
+from apps.risk.services.modes import system_mode_set, system_state_get
+from apps.trading.selectors import overview_snapshot, risk_overview
+from apps.trading.services.kill_switch import kill_switch_engage
 
 logger = logging.getLogger(__name__)
 
@@ -168,14 +175,9 @@ class BotCommands:
     _cmd_start = _cmd_help
 
     def _snapshot(self) -> dict[str, Any]:
-        from apps.trading.selectors import overview_snapshot
-
         return overview_snapshot()
 
     def _cmd_status(self, **_: Any) -> str:
-        from apps.ops.health import check_broker, check_data_feed
-        from apps.risk.services.modes import system_state_get
-
         state = system_state_get()
         snap = self._snapshot()
         equity = snap["equity"] or {}
@@ -196,8 +198,6 @@ class BotCommands:
         return "\n".join(lines)
 
     def _cmd_pnl(self, **_: Any) -> str:
-        from apps.trading.selectors import risk_overview
-
         snap = self._snapshot()
         equity = snap["equity"]
         if not equity:
@@ -228,8 +228,6 @@ class BotCommands:
         return "\n".join(lines)
 
     def _cmd_orders(self, **_: Any) -> str:
-        from apps.model.orders import OrderStatus
-
         snap = self._snapshot()
         rows = [o for o in snap["orders"] if OrderStatus(o["status"]).is_open]
         if not rows:
@@ -245,10 +243,6 @@ class BotCommands:
     # --- actions ---------------------------------------------------------------------------
 
     def _mode(self, mode: str, *, args: str, actor: str, default_reason: str) -> str:
-        from apps.risk.exceptions import ModeChangeRefused
-        from apps.risk.models import ModeSource
-        from apps.risk.services.modes import system_mode_set
-
         try:
             state = system_mode_set(
                 mode=mode, actor=actor, source=ModeSource.TELEGRAM, reason=args or default_reason
@@ -264,9 +258,6 @@ class BotCommands:
         return self._mode("normal", args=args, actor=actor, default_reason="resumed from Telegram")
 
     def _cmd_kill(self, *, args: str, actor: str, key: tuple[int, int | None]) -> str:
-        from apps.risk.models import ModeSource
-        from apps.trading.services.kill_switch import kill_switch_engage
-
         now = self.clock()
         seconds = int(self.confirm_window.total_seconds())
         if args.strip().upper() != "CONFIRM":

@@ -23,6 +23,11 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from apps.risk.domain.modes import SystemMode
+from apps.risk.models import EquityMonitor, SystemState
+from apps.risk.selectors import var_and_correlation
+from apps.trading.models import Position
+
 logger = logging.getLogger(__name__)
 
 ACCOUNT_GAUGES = (
@@ -48,9 +53,6 @@ class RiskCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from django.db import DatabaseError
-
-        from apps.risk.domain.modes import SystemMode
-        from apps.risk.models import EquityMonitor, SystemState
 
         families = {
             name: GaugeMetricFamily(name, text, labels=["account"]) for name, text in ACCOUNT_GAUGES
@@ -109,8 +111,6 @@ _NO_RISK = {"var": {"95": "0", "99": "0"}, "correlation": {"instruments": [], "m
 
 
 def _holdings_risk(account_id: int) -> tuple[dict[str, tuple[int, Decimal]], dict[str, Any]]:
-    from apps.trading.models import Position
-
     holdings = {
         p.instrument.symbol: (p.instrument_id, (p.last_price or p.avg_price) * p.quantity)
         for p in Position.objects.filter(account_id=account_id)
@@ -145,8 +145,6 @@ class RiskCache:
         return tuple(sorted((s, str(v)) for s, (_, v) in holdings.items()))
 
     def get(self, account_id: int, holdings: dict[str, tuple[int, Decimal]]) -> dict[str, Any]:
-        from apps.risk.selectors import var_and_correlation
-
         key = self._key(holdings)
         with self._lock:
             entry = self._entries.get(account_id)
@@ -176,8 +174,6 @@ class RiskCache:
 
     def _compute(self, account_id: int, holdings: dict[str, Any], key: tuple[Any, ...]) -> None:
         from django.db import connection
-
-        from apps.risk.selectors import var_and_correlation
 
         try:
             result = var_and_correlation(holdings=holdings)

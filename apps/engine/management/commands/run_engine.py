@@ -19,6 +19,7 @@ from apps.engine.runner import Engine
 from apps.marketdata.domain.csvfile import timeframe_from_path
 from apps.marketdata.domain.feed import ReplayFeed
 from apps.marketdata.models import FeedStatus
+from apps.ml.domain.errors import MlError
 from apps.model.errors import MarketDataError
 from apps.strategies.domain.base import Strategy
 from apps.strategies.domain.registry import build_strategy
@@ -142,7 +143,7 @@ class Command(BaseCommand):
     def _strategy_factory(self, name: str, params: dict[str, str]) -> Callable[[], Strategy]:
         """The live strategy: "ml" runs the active model with every prediction logged."""
         if name == "ml":
-            from apps.ml.domain.errors import MlError
+            # Lazy: apps.ml.services loads joblib, needed only when the strategy is "ml".
             from apps.ml.services import ml_strategy_live
 
             try:
