@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import SHARED_DATA
+
 REPO = Path(__file__).resolve().parents[2]
-DATA = Path("/work/shared/data/crypto")
+DATA = SHARED_DATA / "crypto"
 ETH = DATA / "ETH-BTC_5m_bittrex.csv"
 COLUMNS = "instrument,entry_time,exit_time,entry_price,exit_price,quantity,entry_fee,exit_fee,pnl"
 

@@ -17,8 +17,9 @@ from apps.model.values import Instrument, Side
 from apps.risk.domain.checks import RiskLimits
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sma_cross import SmaCross
+from tests.paths import SHARED_DATA
 
-DATA = Path("/work/shared/data/crypto")
+DATA = SHARED_DATA / "crypto"
 STAKE = Decimal(100)
 FEE = Decimal("0.001")
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

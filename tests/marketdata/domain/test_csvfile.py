@@ -19,8 +19,9 @@ from apps.marketdata.domain.csvfile import (
 )
 from apps.model.bars import Bar
 from apps.model.errors import MarketDataError
+from tests.paths import SHARED_DATA
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared/data not available")
 
 GOOD1 = "2024-01-01T00:00:00Z,10,12,9,11,5"
