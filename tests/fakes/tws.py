@@ -541,9 +541,6 @@ class TwsFake:
                 return
             now = datetime.now(UTC).strftime("%Y%m%d %H:%M:%S UTC")
             writer.write(_frame([version, now]))
-            if self.malformed_on_connect:
-                # before the API is ready ib_async's socket handler parses it, not the decoder
-                writer.write(struct.pack(">I", 4) + b"abc\0")
             while True:
                 size = struct.unpack(">I", await reader.readexactly(4))[0]
                 fields = (await reader.readexactly(size)).decode(errors="replace").split("\0")
@@ -582,8 +579,13 @@ class TwsFake:
             return
         session.client_id = client_id
         session.ready = True
-        session.send(15, 1, ",".join(self.accounts))
-        session.send(9, 1, self._next_valid_id())
+        replies = _frame([15, 1, ",".join(self.accounts)]) + _frame([9, 1, self._next_valid_id()])
+        if self.malformed_on_connect:
+            # Before the API is ready ib_async's socket handler parses it, not the decoder.
+            # In the same write as the replies after it: one read brings all three, and
+            # the replies must still be handled after the bad message.
+            replies = struct.pack(">I", 4) + b"abc\0" + replies
+        session.writer.write(replies)
 
     def _next_valid_id(self) -> int:
         ids = [o.order_id for o in self._orders.values()]

@@ -181,6 +181,10 @@ class _Session:
     def _on_socket_data_error(self, _source: Any, error: Exception) -> None:
         BROKER_MALFORMED_MESSAGES.labels(broker=BROKER).inc()
         logger.error("IBKR %s: socket data could not be handled: %r", self.port, error)
+        # ib_async stops at the bad message; the messages after it in the same read stay
+        # in its buffer until TWS sends again, which may be never (during the handshake
+        # the client then waits for replies it already has). Hand them over now.
+        self.loop.call_soon(self.ib.client.conn.hasData.emit, b"")
 
 
 _SESSIONS: dict[tuple[str, int, int], _Session] = {}
