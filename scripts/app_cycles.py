@@ -17,6 +17,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import grimp
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,37 +29,17 @@ def app_of(module: str) -> str | None:
 
 
 def strongly_connected(nodes: set[str], edges: dict[str, set[str]]) -> list[list[str]]:
-    """Tarjan's algorithm; groups in no particular order, each sorted."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    groups: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in edges.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            group = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                group.append(w)
-                if w == v:
-                    break
-            groups.append(sorted(group))
-
-    for v in sorted(nodes):
-        if v not in index:
-            visit(v)
-    return groups
+    """The strongly connected groups of the app graph (scipy's csgraph), each sorted."""
+    names = sorted(nodes)
+    index = {name: i for i, name in enumerate(names)}
+    pairs = [(index[a], index[b]) for a, targets in edges.items() for b in targets]
+    rows, cols = zip(*pairs, strict=True) if pairs else ((), ())
+    matrix = csr_matrix(([1] * len(pairs), (rows, cols)), shape=(len(names), len(names)))
+    _, labels = connected_components(matrix, directed=True, connection="strong")
+    groups: dict[int, list[str]] = defaultdict(list)
+    for name, label in zip(names, labels, strict=True):
+        groups[int(label)].append(name)
+    return [sorted(g) for g in groups.values()]
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ from apps.model.time import parse_day_boundary
 # backward probe of the primary key (instrument_id, timeframe, ts) per day: a year of
 # 1-minute bars costs ~250 index probes per series, not a scan and sort of ~360,000 rows.
 # The series are listed by a skip scan of the same index (recursive CTE), not a DISTINCT.
-_DAILY_CLOSES_SQL = """
+_SERIES = """
 WITH RECURSIVE series AS (
     (SELECT instrument_id, timeframe FROM marketdata_bar
      WHERE instrument_id = ANY(%(ids)s) ORDER BY instrument_id, timeframe LIMIT 1)
@@ -26,7 +26,10 @@ WITH RECURSIVE series AS (
           AND (b.instrument_id, b.timeframe) > (s.instrument_id, s.timeframe)
         ORDER BY instrument_id, timeframe LIMIT 1
     ) n
-), days AS (
+)"""
+_DAILY_CLOSES_SQL = (
+    _SERIES  # noqa: S608 - constant SQL joined at import, values as parameters
+    + """, days AS (
     SELECT d::date AS day, (d::date + %(offset)s) AT TIME ZONE 'UTC' AS starts
     FROM generate_series(
         date_trunc('day', (%(since)s::timestamptz AT TIME ZONE 'UTC') - %(offset)s),
@@ -45,25 +48,18 @@ FROM series s CROSS JOIN days CROSS JOIN LATERAL (
 ) last
 ORDER BY s.instrument_id, days.day, last.ts DESC
 """
-
-_LAST_TS_SQL = """
-WITH RECURSIVE series AS (
-    (SELECT instrument_id, timeframe FROM marketdata_bar
-     WHERE instrument_id = ANY(%(ids)s) ORDER BY instrument_id, timeframe LIMIT 1)
-    UNION ALL
-    SELECT n.instrument_id, n.timeframe FROM series s, LATERAL (
-        SELECT instrument_id, timeframe FROM marketdata_bar b
-        WHERE b.instrument_id = ANY(%(ids)s)
-          AND (b.instrument_id, b.timeframe) > (s.instrument_id, s.timeframe)
-        ORDER BY instrument_id, timeframe LIMIT 1
-    ) n
 )
+
+_LAST_TS_SQL = (
+    _SERIES  # noqa: S608 - constant SQL joined at import, values as parameters
+    + """
 SELECT max(last.ts) FROM series s CROSS JOIN LATERAL (
     SELECT ts FROM marketdata_bar b
     WHERE b.instrument_id = s.instrument_id AND b.timeframe = s.timeframe
     ORDER BY b.ts DESC LIMIT 1
 ) last
 """
+)
 
 
 def daily_closes(

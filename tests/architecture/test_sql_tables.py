@@ -12,9 +12,6 @@ from django.apps import apps as django_apps
 ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "apps"
 
-# (module path, table) pairs allowed for now; this list may only shrink.
-GRANDFATHERED: set[tuple[str, str]] = set()
-
 
 def _tables_by_package() -> dict[str, set[str]]:
     """Each of our apps' package name (apps/<name>) -> the tables its models own."""
@@ -49,8 +46,7 @@ def _foreign_table_mentions(owned: dict[str, set[str]]) -> list[str]:
         for lineno, text in _strings(path):
             for match in pattern.finditer(text):
                 table = match.group(1)
-                if (str(rel), table) not in GRANDFATHERED:
-                    found.append(f"{rel}:{lineno} names {table} (owned by apps.{foreign[table]})")
+                found.append(f"{rel}:{lineno} names {table} (owned by apps.{foreign[table]})")
     return found
 
 
@@ -76,14 +72,3 @@ def test_checker_when_a_module_names_a_foreign_table_then_it_is_found(tmp_path, 
     found = _foreign_table_mentions(_tables_by_package())
 
     assert found == ["apps/risk/leaky.py:1 names trading_order (owned by apps.trading)"]
-
-
-def test_grandfathered_entries_still_exist_so_the_list_only_shrinks() -> None:
-    owned = _tables_by_package()
-    mentioned: set[tuple[str, str]] = set()
-    for path in APPS.rglob("*.py"):
-        rel = str(path.relative_to(ROOT))
-        for _, text in _strings(path):
-            mentioned.update((rel, t) for ts in owned.values() for t in ts if t in text)
-    stale = GRANDFATHERED - mentioned
-    assert not stale, f"remove these from GRANDFATHERED, they are fixed: {sorted(stale)}"

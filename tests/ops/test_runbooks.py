@@ -24,7 +24,7 @@ from apps.ops.pidfile import engine_pid
 from apps.ops.services.maintenance import heartbeat_beat
 from apps.risk.domain.modes import SystemMode
 from apps.risk.services.modes import system_mode_get, system_mode_set
-from apps.trading.services.kill_switch import mode_change
+from apps.trading.services.kill_switch import kill_switch_engage
 from tests.panel.conftest import otp_login
 from tests.trading.factories import accepted_order, instrument, paper_account
 
@@ -152,7 +152,7 @@ def test_health_ready_when_healthy_then_200_json(healthy):
 
 
 def test_health_ready_when_mode_kill_then_503(healthy):
-    mode_change(mode=SystemMode.KILL, actor="test", source="cli", reason="t")
+    kill_switch_engage(actor="test", source="cli", reason="t")
     response = Client().get("/health/ready")
     assert response.status_code == 503
     assert response.json()["checks"]["mode"]["status"] == "fail"

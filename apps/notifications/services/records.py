@@ -20,10 +20,9 @@ from django.utils import timezone
 
 from apps.notifications.domain.routing import Severity, truncate
 from apps.notifications.models import Notification
+from apps.notifications.services.notifications import TITLE_MAX
 
 logger = logging.getLogger(__name__)
-
-TITLE_MAX = 200
 
 
 def info_record_many(items: Iterable[Mapping[str, Any]]) -> list[Notification]:

@@ -67,8 +67,8 @@ def system_mode_set(
     """Change the system mode through the mode machine; record and push every change.
 
     KILL is not set here: risk latches it (``kill_latch``) when the kill switch runs
-    (``apps.trading.services.kill_switch.mode_change``, the entry point for any requested
-    mode, hands KILL to it); asked for KILL, this refuses. NORMAL, OBSERVATION and
+    (``apps.trading.services.kill_switch.kill_switch_engage``); asked for KILL, this
+    refuses. NORMAL, OBSERVATION and
     PAUSE move among themselves. KILL is latched: it is left
     only to OBSERVATION, by a staff ``user`` with ``otp_verified`` True, once the
     Incident opened by this KILL is closed; leaving KILL restarts the drawdown

@@ -25,7 +25,7 @@ from apps.trading.services.common import BULK_BROADCAST_LIMIT, money
 logger = logging.getLogger(__name__)
 
 
-def order_state(order: Order, trade_ids: set[str]) -> OrderState:
+def _order_state(order: Order, trade_ids: set[str]) -> OrderState:
     return OrderState(
         client_order_id=order.client_order_id,
         instrument=order.instrument.symbol,
@@ -166,7 +166,7 @@ def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
             order = orders[fill.client_order_id]
             if fill.trade_id in seen[order.pk]:
                 continue
-            state = states.get(order.pk) or order_state(order, seen[order.pk])
+            state = states.get(order.pk) or _order_state(order, seen[order.pk])
             state.apply_fill(fill)  # raises on overfill: nothing of the batch is written
             states[order.pk] = state
             seen[order.pk].add(fill.trade_id)  # the same execution twice in one batch: once

@@ -7,7 +7,6 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -20,10 +19,7 @@ from apps.model.values import OrderType, Side
 from apps.model.venues import (
     VenueError,
 )
-from apps.risk.domain.modes import SystemMode
-from apps.risk.models import SystemState
 from apps.risk.services.kill import kill_latch, kill_report_record
-from apps.risk.services.modes import system_mode_set, system_state_get
 from apps.trading import realtime
 from apps.trading.models import Order, Position
 from apps.trading.services.common import (
@@ -119,6 +115,23 @@ def orders_cancel_all(*, account: Account, actor: str, reason: str) -> CancelRes
     return CancelResult(sent, denied, tuple(errors))
 
 
+def _closing_order(position: Position, *, actor: str, reason: str) -> Order:
+    """The kill switch's reduce-only market order that flattens ``position`` (unsaved),
+    priced for the gate at the position's last mark."""
+    return Order(
+        account_id=position.account_id,
+        instrument=position.instrument,
+        client_order_id=f"{KILL_ORDER_PREFIX}{uuid.uuid4().hex}",
+        side=(Side.SELL if position.quantity > 0 else Side.BUY).value,
+        order_type=OrderType.MARKET.value,
+        quantity=abs(position.quantity),
+        decision_price=position.last_price or position.avg_price,
+        reduce_only=True,
+        status=OrderStatus.INITIALIZED.value,
+        status_reason=f"kill switch ({actor}): {reason}"[:500],
+    )
+
+
 def position_close_now(*, position: Position, actor: str, reason: str) -> Order | None:
     """Close ``position`` with a reduce-only market order sent here, through ``orders_send``.
 
@@ -131,18 +144,8 @@ def position_close_now(*, position: Position, actor: str, reason: str) -> Order 
     if not quantity:
         return None
     mark = position.last_price or position.avg_price
-    order = Order.objects.create(
-        account=position.account,
-        instrument=position.instrument,
-        client_order_id=f"{KILL_ORDER_PREFIX}{uuid.uuid4().hex}",
-        side=(Side.SELL if quantity > 0 else Side.BUY).value,
-        order_type=OrderType.MARKET.value,
-        quantity=abs(quantity),
-        decision_price=mark,
-        reduce_only=True,
-        status=OrderStatus.INITIALIZED.value,
-        status_reason=f"kill switch ({actor}): {reason}"[:500],
-    )
+    order = _closing_order(position, actor=actor, reason=reason)
+    order.save()
     order = orders_send(order_ids=[order.pk], purpose="control").orders[0]
     if order.status not in (OrderStatus.ACCEPTED.value, OrderStatus.SUBMITTED.value):
         return order
@@ -173,21 +176,7 @@ def positions_close_all(
         return [], []
     marks = {p.instrument_id: p.last_price or p.avg_price for p in positions}
     created = Order.objects.bulk_create(
-        [
-            Order(
-                account=account,
-                instrument=p.instrument,
-                client_order_id=f"{KILL_ORDER_PREFIX}{uuid.uuid4().hex}",
-                side=(Side.SELL if p.quantity > 0 else Side.BUY).value,
-                order_type=OrderType.MARKET.value,
-                quantity=abs(p.quantity),
-                decision_price=marks[p.instrument_id],
-                reduce_only=True,
-                status=OrderStatus.INITIALIZED.value,
-                status_reason=f"kill switch ({actor}): {reason}"[:500],
-            )
-            for p in positions
-        ]
+        [_closing_order(p, actor=actor, reason=reason) for p in positions]
     )
     outcome = orders_send(order_ids=[o.pk for o in created], purpose="control")
     orders = outcome.orders
@@ -220,14 +209,14 @@ def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
     """Latch KILL, then cancel every open order and close every position, here and now.
 
     1. Risk latches KILL (``apps.risk.services.kill.kill_latch``), committed before anything
-       else: from that commit on, ``order_send`` denies every order but the kill
+       else: from that commit on, ``orders_send`` denies every order but the kill
        switch's own closing orders, whatever Celery does. (Call it outside a
        transaction, as every caller does, so the latch is committed first.) Engaging
        again while in KILL sweeps again, under the same incident.
     2. Every open order at every account is cancelled through its venue (an order
        never sent, INITIALIZED, is DENIED instead).
     3. Every position is closed by a reduce-only market order sent through
-       ``order_send`` in this process; the paper broker fills it at once at the last
+       ``orders_send`` in this process; the paper broker fills it at once at the last
        mark (see ``PaperVenue.fill_at_mark``), real brokers report their fills later.
 
     No Celery worker is involved, so it works with the workers down or the queue
@@ -287,37 +276,3 @@ def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
         incident=incident, actor=actor, source=source, reason=reason, summary=summary
     )
     return report
-
-
-def mode_change(
-    *,
-    mode: SystemMode | str,
-    actor: str,
-    source: str,
-    reason: str,
-    user: Any = None,
-    otp_verified: bool = False,
-) -> SystemState:
-    """The entry point for a requested mode change (panel, API, Telegram, command line).
-
-    KILL runs the kill switch here (risk latches it, trading acts); any other mode goes
-    to risk's mode machine (``system_mode_set``), which validates, records and refuses.
-    """
-    if isinstance(mode, SystemMode):
-        wanted: SystemMode | None = mode
-    else:
-        try:
-            wanted = SystemMode(str(mode).strip().lower())
-        except ValueError:
-            wanted = None  # risk refuses it, audited, with the list of modes
-    if wanted is SystemMode.KILL:
-        kill_switch_engage(actor=actor, source=source, reason=reason)
-        return system_state_get()
-    return system_mode_set(
-        mode=mode,
-        actor=actor,
-        source=source,
-        reason=reason,
-        user=user,
-        otp_verified=otp_verified,
-    )

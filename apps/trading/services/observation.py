@@ -4,13 +4,13 @@ the paper broker would (next bar's open, paper slippage and fee)."""
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from apps.model.values import Side
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import HypotheticalTrade, ModeChange
-from apps.trading.services.common import DB_QUANTUM
+from apps.trading.services.common import money
 from apps.trading.venues.paper import paper_fill_terms
 
 
@@ -68,8 +68,8 @@ def hypothetical_fills_apply(*, bar: Any) -> int:
         return 0
     for trade in pending:
         price, fee = paper_fill_terms(bar.open, Side(trade.side), trade.quantity)
-        trade.fill_price = price.quantize(DB_QUANTUM, rounding=ROUND_HALF_EVEN)
+        trade.fill_price = money(price)
         trade.fill_ts = bar.ts
-        trade.fee = fee.quantize(DB_QUANTUM, rounding=ROUND_HALF_EVEN)
+        trade.fee = money(fee)
     HypotheticalTrade.objects.bulk_update(pending, ["fill_price", "fill_ts", "fee"])
     return len(pending)

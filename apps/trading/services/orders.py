@@ -100,19 +100,16 @@ def _orders_lock_for_send(order_ids: Sequence[int]) -> list[tuple[Order, SystemM
         cursor.execute(_send_sql("orders"), [list(order_ids)])
         rows = cursor.fetchall()
     found = []
+    mode: SystemMode | None = None
     for row in rows:
         order, at = instance_from_row(Order, row, 0)
         order.account, at = instance_from_row(Account, row, at)
         order.instrument, at = instance_from_row(Instrument, row, at)
-        mode, quantity = row[at], row[at + 1]
-        # No SystemState row yet: created (NORMAL) and locked as everywhere else.
-        found.append(
-            (
-                order,
-                SystemMode(mode) if mode is not None else system_mode_lock_shared(),
-                quantity if quantity is not None else Decimal(0),
-            )
-        )
+        if mode is None:  # the same row for every order
+            # No SystemState row yet: created (NORMAL) and locked as everywhere else.
+            mode = SystemMode(row[at]) if row[at] is not None else system_mode_lock_shared()
+        quantity = row[at + 1]
+        found.append((order, mode, quantity if quantity is not None else Decimal(0)))
     missing = sorted(set(order_ids) - {order.pk for order, _, _ in found})
     if missing:
         raise Order.DoesNotExist(f"Order matching query does not exist: id {missing[0]}")
@@ -237,6 +234,8 @@ def orders_send(*, order_ids: Sequence[int], purpose: str = "execution") -> Send
                     f"{order.client_order_id} outcome unknown (left SUBMITTED): {exc}"
                 )
 
+    if not (acks or rejected or withheld):  # every send's outcome unknown: nothing to record
+        return outcome
     with transaction.atomic():
         current = {
             o.pk: o

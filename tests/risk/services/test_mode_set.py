@@ -18,7 +18,7 @@ from apps.risk.exceptions import ModeChangeRefused
 from apps.risk.models import Incident, ModeChange
 from apps.risk.services.incidents import incident_close, incident_update
 from apps.risk.services.modes import system_mode_get, system_mode_set, system_state_get
-from apps.trading.services.kill_switch import kill_switch_engage, mode_change
+from apps.trading.services.kill_switch import kill_switch_engage
 from tests.integration.conftest import database_url
 
 pytestmark = pytest.mark.django_db
@@ -98,9 +98,9 @@ def test_bad_requests_are_refused_audited_and_change_nothing(kwargs: dict, messa
 def test_kill_is_always_allowed_and_opens_an_incident() -> None:
     system_mode_set(mode="observation", actor="t", source="cli", reason="r")
 
-    state = mode_change(mode="KILL", actor="telegram:42", source="telegram", reason="panic")
+    kill_switch_engage(actor="telegram:42", source="telegram", reason="panic")
 
-    assert state.mode == "kill"
+    assert system_mode_get() is SystemMode.KILL
     incident = Incident.objects.get()
     assert incident.status == "open"
     assert incident.mode_change == ModeChange.objects.filter(to_mode="kill").get()

@@ -13,7 +13,7 @@ from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Order
 from apps.trading.services.decisions import decision_make
 from apps.trading.services.fills import fill_apply
-from apps.trading.services.kill_switch import mode_change
+from apps.trading.services.kill_switch import kill_switch_engage
 from apps.trading.services.orders import order_send
 from tests.trading.factories import T0, accepted_order, instrument, paper_account
 
@@ -154,7 +154,7 @@ def test_order_send_when_mode_became_kill_after_decision_then_not_sent() -> None
     account = paper_account()
     instrument()
     order = decide(account).order
-    mode_change(mode=SystemMode.KILL, actor="test", source="cli", reason="test")
+    kill_switch_engage(actor="test", source="cli", reason="test")
 
     sent = order_send(order_id=order.pk)
 

@@ -19,7 +19,7 @@ from apps.trading.models import Order, Position
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.services.common import KILL_ORDER_PREFIX, new_client_order_id
 from apps.trading.services.fills import fill_apply
-from apps.trading.services.kill_switch import kill_switch_engage, mode_change
+from apps.trading.services.kill_switch import kill_switch_engage
 from apps.trading.services.orders import order_send
 from tests.trading.factories import T0, accepted_order, instrument, paper_account
 
@@ -144,7 +144,10 @@ def test_order_enqueued_before_pause_or_kill_is_not_sent_after_it(mode: SystemMo
     order = queued(account)
 
     # Act: the mode changes, then the queued task runs.
-    mode_change(mode=mode, actor="t", source="cli", reason="stop")
+    if mode is SystemMode.KILL:
+        kill_switch_engage(actor="t", source="cli", reason="stop")
+    else:
+        system_mode_set(mode=mode, actor="t", source="cli", reason="stop")
     sent = order_send(order_id=order.pk)
 
     # Assert

@@ -9,11 +9,10 @@ import pytest
 from django.db import connection
 
 from apps.audit.models import AuditEvent
-from apps.risk.domain.modes import SystemMode
 from apps.strategies.domain.base import SignalAction
 from apps.trading.models import Order
 from apps.trading.services import orders as services
-from apps.trading.services.kill_switch import kill_switch_engage, mode_change
+from apps.trading.services.kill_switch import kill_switch_engage
 from apps.trading.venues.paper import PaperVenue
 from tests.trading.factories import instrument, paper_account
 from tests.trading.services.test_decision_make import decide
@@ -43,7 +42,7 @@ def test_order_send_when_kill_lands_after_submitted_then_never_reaches_broker(mo
         if not killed:
             killed.append(True)
             assert Order.objects.get(pk=order.pk).status == "submitted"
-            mode_change(mode=SystemMode.KILL, actor="test", source="cli", reason="window test")
+            kill_switch_engage(actor="test", source="cli", reason="window test")
         return venue
 
     monkeypatch.setattr(services, "venue_for", venue_after_kill)
