@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
 
 from apps.model.bars import Bar
 
@@ -55,3 +57,29 @@ def validate_bar(bar: Bar, previous_ts: datetime | None) -> str | None:
         if bar.ts < previous_ts:
             return OUT_OF_ORDER_TIMESTAMP
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationConfig:
+    """Limits beyond the OHLC sanity rules (per instrument; see SeriesValidator)."""
+
+    max_future_skew: timedelta = timedelta(seconds=5)
+
+
+class SeriesValidator:
+    """Stateful validation of ONE series (instrument, timeframe), bar after bar.
+
+    ``check(bar, now=...)`` returns the rejection reason or None; only an accepted bar
+    changes the state (the last accepted ts, the recent volatility), so one bad bar
+    never makes later good bars look out of order.
+    """
+
+    def __init__(self, config: ValidationConfig | None = None, *, last_ts: datetime | None = None):
+        self.config = config or ValidationConfig()
+        self.last_ts = last_ts
+
+    def check(self, bar: Bar, *, now: datetime | None = None) -> str | None:
+        reason = validate_bar(bar, self.last_ts)
+        if reason is None:
+            self.last_ts = bar.ts
+        return reason

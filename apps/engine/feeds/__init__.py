@@ -1,0 +1,1 @@
+"""Live market-data feeds: closed bars from a venue, pushed to the engine (``base.LiveFeed``)."""
