@@ -221,7 +221,7 @@ def replay(
     services._enqueue_send = timed_enqueue
 
     account = account_get_or_create(name=account_name)
-    engine = Engine(
+    engine = Engine.for_account(
         account=account,
         strategy_factory=lambda: SmaCross(**PARAMS),
         strategy_name="sma_cross",

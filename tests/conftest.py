@@ -38,3 +38,13 @@ def staff_user(django_user_model):
     return django_user_model.objects.create_user(
         username="ops", password="pw-for-tests-only", is_staff=True
     )
+
+
+@pytest.fixture
+def eager_celery():
+    """Celery tasks run inline at .delay() (the real-worker path is tests/integration)."""
+    from tradebot.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False

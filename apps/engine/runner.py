@@ -1,24 +1,44 @@
-"""The live engine: bar -> store -> paper fills -> marks -> strategy -> decision.
+"""The engine: bar -> paper fills -> strategies of every plan -> decisions -> stored bar -> marks.
 
-The same strategy, pre-trade checks, order state machine, matcher and
-accounting as the backtest (apps.backtest.domain.backtest); here each step is
-persisted and pushed to the panel, and orders leave through the Celery
-``execution`` queue.
+The same strategy, pre-trade checks, order state machine, matcher and accounting as the
+backtest (apps.backtest.domain.backtest); here each step is persisted and pushed to the
+panel, and orders leave through the Celery ``execution`` queue.
+
+What the engine trades is a list of plans (``EnginePlan``: account, instrument,
+timeframe, strategy, params, stake), normally the active ``TradingPlan`` rows
+(``apps.engine.selectors.plans_active``). A plan with ``instrument=None`` trades every
+instrument of its timeframe that arrives (tests and benches).
+
+Restart is seamless because the database is the engine's memory:
+
+- a series (instrument, timeframe) resumes after its last STORED bar: a bar at or before
+  it is never processed again;
+- a bar's decisions and the bar itself commit in ONE transaction (orders leave on
+  commit), so a crash either keeps both or neither: no bar is half-processed and no
+  decision is made twice;
+- a strategy is created at the first bar of its series after a (re)start and warmed up on
+  the stored bars before it, from a point fixed for the plan (``warm_from``: its creation
+  less ``ENGINE_WARMUP_BARS`` bars), so its state equals an uninterrupted run's (the ML
+  strategy's feature window included; the warm-up records nothing).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import Account
+from apps.engine.feeds.base import FeedState, timeframe_delta
 from apps.marketdata.domain.csvfile import Rejection
+from apps.marketdata.models import Bar as BarRow
 from apps.marketdata.services import bar_store, feed_status_update, instrument_get_or_create
 from apps.model.bars import Bar
 from apps.risk.models import HypotheticalTrade
@@ -31,122 +51,274 @@ from apps.trading.venues.paper import PaperVenue
 
 logger = logging.getLogger(__name__)
 
+WARM_UP_CHUNK = 5000  # stored bars read per query while warming up
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """One thing to trade: ``strategy_factory()`` decides for ``account`` on one series."""
+
+    key: str
+    account: Account
+    instrument: str | None  # None: every instrument of ``timeframe`` (tests, benches)
+    timeframe: str
+    strategy_name: str
+    strategy_params: dict[str, Any]
+    stake: Decimal
+    strategy_factory: Callable[[], Strategy] = field(compare=False)
+    warm_from: datetime | None = None  # None: warm up on every stored bar of the series
+
+    def trades(self, instrument: str, timeframe: str) -> bool:
+        return self.timeframe == timeframe and self.instrument in (None, instrument)
+
+
+def series_name(feed: str, instrument: str, timeframe: str) -> str:
+    """The FeedStatus name of one series: freshness is per feed AND instrument."""
+    return f"{feed}:{instrument}:{timeframe}"
+
 
 class Engine:
-    """Drives one account from a stream of bars (one strategy instance per instrument)."""
+    """Drives every plan from a stream of closed bars (``on_bar``), on one thread."""
 
     def __init__(
         self,
         *,
-        account: Account,
-        strategy_factory: Callable[[], Strategy],
-        strategy_name: str,
-        strategy_params: dict[str, Any],
-        stake: Decimal,
-        feed_name: str = "replay",
-        timeframe: str = "1m",
+        plans: Sequence[EnginePlan],
         snapshot_every: timedelta = timedelta(minutes=1),
+        default_feed: str = "replay",
     ) -> None:
-        self.account = account
-        self.strategy_factory = strategy_factory
-        self.strategy_name = strategy_name
-        self.strategy_params = strategy_params
-        self.stake = stake
-        self.feed_name = feed_name
-        self.timeframe = timeframe
+        self.plans: tuple[EnginePlan, ...] = ()
         self.snapshot_every = snapshot_every
+        self.default_feed = default_feed
         self.venue = PaperVenue()
-        self._strategies: dict[str, Strategy] = {}
+        self._strategies: dict[tuple[str, str], Strategy] = {}  # (plan key, instrument)
+        self._resume: dict[tuple[str, str], datetime | None] = {}  # series -> last stored ts
         self._instrument_ids: dict[str, int] = {}
         self._prices: dict[str, Decimal] = {}
-        self._last_snapshot: datetime | None = None
-        self._rejected: Counter[str] = Counter()
+        self._price_ts: dict[str, datetime] = {}
+        self._last_snapshot: dict[int, datetime] = {}
+        self._rejected: dict[str, Counter[str]] = defaultdict(Counter)
         self._stopping = False
+        self.bars_processed = 0
+        self.bars_skipped = 0
+        self.decisions = 0
+        self.last_bar_at: datetime | None = None  # wall time of the last processed bar
+        self.feed_states: dict[str, tuple[FeedState, str]] = {}
         # Instruments with OBSERVATION trades waiting for the next bar's open.
         self._hypothetical_pending: set[str] = set(
             HypotheticalTrade.objects.filter(fill_ts__isnull=True).values_list(
                 "instrument__symbol", flat=True
             )
         )
+        self.plans_set(plans)
 
-    def on_reject(self, rejection: Rejection) -> None:
+    @classmethod
+    def for_account(
+        cls,
+        *,
+        account: Account,
+        strategy_factory: Callable[[], Strategy],
+        strategy_name: str,
+        strategy_params: dict[str, Any],
+        stake: Decimal,
+        timeframe: str = "1m",
+        snapshot_every: timedelta = timedelta(minutes=1),
+    ) -> Engine:
+        """One strategy on every instrument that arrives, for one account (tests, benches)."""
+        plan = EnginePlan(
+            key=f"account-{account.pk}",
+            account=account,
+            instrument=None,
+            timeframe=timeframe,
+            strategy_name=strategy_name,
+            strategy_params=strategy_params,
+            stake=stake,
+            strategy_factory=strategy_factory,
+        )
+        return cls(plans=[plan], snapshot_every=snapshot_every)
+
+    # --- plans --------------------------------------------------------------------------
+
+    def plans_set(self, plans: Sequence[EnginePlan]) -> None:
+        """Trade ``plans`` from the next bar on; a changed or new plan starts a new strategy
+        (warmed up at its first bar), an unchanged plan keeps its state."""
+        keep = {p.key for p in plans if p in self.plans}
+        for key, instrument in list(self._strategies):
+            if key not in keep:
+                del self._strategies[(key, instrument)]
+        self.plans = tuple(plans)
+
+    def series(self) -> list[tuple[str, str]]:
+        """The (instrument, timeframe) series the plans trade (named instruments only)."""
+        return sorted({(p.instrument, p.timeframe) for p in self.plans if p.instrument})
+
+    def resume_after(self, instrument: str, timeframe: str) -> datetime | None:
+        """The last stored bar of a series: the engine continues strictly after it."""
+        key = (instrument, timeframe)
+        if key not in self._resume:
+            self._resume[key] = (
+                BarRow.objects.filter(instrument__symbol=instrument, timeframe=timeframe)
+                .order_by("-ts")
+                .values_list("ts", flat=True)
+                .first()
+            )
+        return self._resume[key]
+
+    # --- feed sink (called on the engine's thread) ------------------------------------------
+
+    def on_reject(self, feed: str, rejection: Rejection) -> None:
         logger.warning(
-            "rejected market data %s line %s: %s (%s)",
+            "rejected market data from %s (%s line %s): %s (%s)",
+            feed,
             rejection.source,
             rejection.line,
             rejection.reason,
             rejection.raw[:120],
         )
-        self._rejected[rejection.reason] += 1
+        self._rejected[rejection.source if ":" in rejection.source else feed][rejection.reason] += 1
 
-    def _strategy(self, instrument: str) -> Strategy:
-        strategy = self._strategies.get(instrument)
+    def on_state(self, feed: str, state: FeedState, detail: str = "") -> None:
+        self.feed_states[feed] = (state, detail)
+
+    def _strategy(self, plan: EnginePlan, bar: Bar, timeframe: str) -> Strategy:
+        key = (plan.key, bar.instrument)
+        strategy = self._strategies.get(key)
         if strategy is None:
-            strategy = self._strategies[instrument] = self.strategy_factory()
+            strategy = self._strategies[key] = plan.strategy_factory()
+            warmed = self._warm_up(strategy, plan, bar.instrument, timeframe, before=bar.ts)
+            if warmed:
+                logger.info(
+                    "plan %s: %s on %s %s warmed up on %d stored bars",
+                    plan.key,
+                    plan.strategy_name,
+                    bar.instrument,
+                    timeframe,
+                    warmed,
+                )
         return strategy
 
-    def warm_up(self, bar: Bar) -> None:
-        """Feed a bar that was already processed before a restart to the strategy only."""
-        self._strategy(bar.instrument).on_bar(bar)
-        self._prices[bar.instrument] = bar.close
+    @staticmethod
+    def _warm_up(
+        strategy: Strategy, plan: EnginePlan, instrument: str, timeframe: str, *, before: datetime
+    ) -> int:
+        """Feed the stored bars of the series before ``before`` to the strategy only."""
+        warm = getattr(strategy, "warm", None) or strategy.decide
+        rows = BarRow.objects.filter(
+            instrument__symbol=instrument, timeframe=timeframe, ts__lt=before
+        )
+        if plan.warm_from is not None:
+            rows = rows.filter(ts__gte=plan.warm_from)
+        count = 0
+        columns = ("ts", "open", "high", "low", "close", "volume")
+        for ts, o, h, lo, c, v in (
+            rows.order_by("ts").values_list(*columns).iterator(chunk_size=WARM_UP_CHUNK)
+        ):
+            warm(Bar(instrument, ts, o, h, lo, c, v))
+            count += 1
+        return count
 
-    def on_bar(self, bar: Bar) -> None:
-        """One bar, in the order that keeps decision latency low and positions right:
-
-        1. working orders fill against this bar's open (they were decided on earlier bars),
-        2. the strategy decides at this bar's close and any order goes out at once,
-        3. then the bookkeeping: the bar is stored, the feed marked fresh, equity marked.
-        """
-        instrument_id = self._instrument_ids.get(bar.instrument)
+    def _instrument_id(self, symbol: str) -> int:
+        instrument_id = self._instrument_ids.get(symbol)
         if instrument_id is None:
-            instrument_id = instrument_get_or_create(symbol=bar.instrument).pk
-            self._instrument_ids[bar.instrument] = instrument_id
+            instrument_id = instrument_get_or_create(symbol=symbol).pk
+            self._instrument_ids[symbol] = instrument_id
+        return instrument_id
+
+    def on_bar(self, feed: str | Bar, timeframe: str = "1m", bar: Bar | None = None) -> bool:
+        """One closed bar (``on_bar(bar)`` or the sink form ``on_bar(feed, timeframe, bar)``).
+
+        1. working paper orders fill against this bar's open (decided on earlier bars);
+        2. in ONE transaction, every plan on the series decides at this bar's close and
+           the bar is stored; orders leave when it commits;
+        3. then the bookkeeping: the feed marked fresh, the accounts marked to market.
+
+        Returns False for a bar at or before the series' last stored bar (not processed).
+        """
+        if bar is None:
+            assert isinstance(feed, Bar)
+            bar, feed = feed, self.default_feed
+        assert isinstance(feed, str)
+        resume = self.resume_after(bar.instrument, timeframe)
+        if resume is not None and bar.ts <= resume:
+            self.bars_skipped += 1
+            return False
+        instrument_id = self._instrument_id(bar.instrument)
         for fill in self.venue.match(bar):
             fill_apply(fill=fill)
         if bar.instrument in self._hypothetical_pending:
             self._hypothetical_pending.discard(bar.instrument)
             hypothetical_fills_apply(bar=bar)
 
-        signal = self._strategy(bar.instrument).on_bar(bar)
-        if signal.action is not SignalAction.HOLD:
-            outcome = decision_make(
-                account=self.account,
-                signal=signal,
-                strategy=self.strategy_name,
-                strategy_params=self.strategy_params,
-                stake=self.stake,
-            )
-            if outcome.decision.action in ("would_buy", "would_sell"):
-                self._hypothetical_pending.add(bar.instrument)
+        reference_ts = bar.ts + timeframe_delta(timeframe)
+        accounts: dict[int, Account] = {}
+        with transaction.atomic():
+            for plan in self.plans:
+                if not plan.trades(bar.instrument, timeframe):
+                    continue
+                accounts[plan.account.pk] = plan.account
+                signal = self._strategy(plan, bar, timeframe).on_bar(bar)
+                if signal.action is SignalAction.HOLD:
+                    continue
+                outcome = decision_make(
+                    account=plan.account,
+                    signal=signal,
+                    strategy=plan.strategy_name,
+                    strategy_params=plan.strategy_params,
+                    stake=plan.stake,
+                    reference_price=bar.close,
+                    reference_ts=reference_ts,
+                    timeframe=timeframe,
+                )
+                self.decisions += 1
+                if outcome.decision.action in ("would_buy", "would_sell"):
+                    self._hypothetical_pending.add(bar.instrument)
+            bar_store(bar=bar, timeframe=timeframe, instrument_id=instrument_id)
+        self._resume[(bar.instrument, timeframe)] = bar.ts
 
-        bar_store(bar=bar, timeframe=self.timeframe, instrument_id=instrument_id)
+        now = timezone.now()
+        name = series_name(feed, bar.instrument, timeframe)
+        rejected = self._rejected.pop(name, None)
         feed_status_update(
-            feed=self.feed_name,
+            feed=name,
             last_bar_ts=bar.ts,
             accepted=1,
-            rejected=dict(self._rejected) or None,
-            now=timezone.now(),
+            rejected=dict(rejected) if rejected else None,
+            now=now,
         )
-        self._rejected.clear()
         self._prices[bar.instrument] = bar.close
-        take = self._last_snapshot is None or bar.ts - self._last_snapshot >= self.snapshot_every
-        if take:
-            self._last_snapshot = bar.ts
-        mark_to_market(account=self.account, prices=self._prices, ts=bar.ts, snapshot=take)
+        self._price_ts[bar.instrument] = reference_ts
+        for account in accounts.values():
+            last = self._last_snapshot.get(account.pk)
+            take = last is None or bar.ts - last >= self.snapshot_every
+            if take:
+                self._last_snapshot[account.pk] = bar.ts
+            mark_to_market(account=account, prices=self._prices, ts=bar.ts, snapshot=take)
+        self.bars_processed += 1
+        self.last_bar_at = now
+        return True
+
+    def rejections_flush(self) -> None:
+        """Record rejections that no good bar of their series has carried in yet."""
+        for name, counts in list(self._rejected.items()):
+            feed_status_update(feed=name, last_bar_ts=None, rejected=dict(counts))
+        self._rejected.clear()
 
     @property
     def stopping(self) -> bool:
         return self._stopping
 
     def stop(self) -> None:
-        """Ask ``run`` to return after the bar in progress (from a signal handler)."""
+        """Ask ``run`` (or the live loop) to return after the bar in progress."""
         self._stopping = True
 
-    def run(self, bars: Iterable[Bar]) -> int:
+    def run(self, bars: Iterable[Bar], *, timeframe: str = "1m", feed: str | None = None) -> int:
+        """Process ``bars`` in order on this thread (replays, tests); returns bars processed."""
+        feed = feed or self.default_feed
         count = 0
         for bar in bars:
             if self._stopping:
                 break
-            self.on_bar(bar)
-            count += 1
+            if self.on_bar(feed, timeframe, bar):
+                count += 1
+        self.rejections_flush()
         return count

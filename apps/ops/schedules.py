@@ -180,6 +180,17 @@ BROKER_SCHEDULES: tuple[Interval, ...] = (
         "re-enqueue orders whose enqueue was lost; deny stale ones",
     ),
 )
+# --- market data ----------------------------------------------------------------------------
+
+FEED_WATCH = Interval(
+    "engine: market-data watchdog (every 15 s)",
+    "engine.feeds_watch",
+    15,
+    10,
+    "alert when a traded series has no bar 2 min past due, PAUSE after 5 min; "
+    "resume after it is back and reconciliation is clean",
+)
+
 # After the US close (16:00 New York): one more reconciliation of the day's books.
 AFTER_CLOSE = Crontab(
     "brokers: reconcile after the close (16:15 America/New_York, Mon-Fri)",
@@ -220,4 +231,5 @@ SCHEDULES: tuple[Crontab | Interval, ...] = (
     *BROKER_SCHEDULES,
     AFTER_CLOSE,
     *NOTIFICATION_SCHEDULES,
+    FEED_WATCH,
 )

@@ -27,17 +27,8 @@ SAMPLE = ROOT / "data" / "sample" / "BTC-USD_1m_coinbase.csv"
 PARAMS = {"fast": "10", "slow": "30"}
 
 
-@pytest.fixture
-def eager_celery(settings):
-    from tradebot.celery import app
-
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
-
-
 def engine_for(account: Account) -> Engine:
-    return Engine(
+    return Engine.for_account(
         account=account,
         strategy_factory=lambda: build_strategy("sma_cross", PARAMS),
         strategy_name="sma_cross",
@@ -55,7 +46,7 @@ def test_engine_when_replaying_real_bars_then_orders_fill_and_cash_reconciles(ea
 
     assert count == 600
     assert Bar.objects.count() == 600
-    assert FeedStatus.objects.get(feed="replay").bars_accepted == 600
+    assert FeedStatus.objects.get(feed="replay:BTC-USD:1m").bars_accepted == 600
     trades = DecisionLog.objects.filter(action__in=["buy", "sell"])
     assert trades.count() >= 2
     fills = list(Fill.objects.all())

@@ -203,7 +203,7 @@ def test_engine_when_sma_cross_enters_then_worker_sends_and_next_bar_fills(worke
     assert entry + 1 < len(bars)
     account = account_get_or_create(name="integration-engine")
     starting_cash = account.cash
-    engine = Engine(
+    engine = Engine.for_account(
         account=account,
         strategy_factory=lambda: SmaCross(**PARAMS),
         strategy_name="sma_cross",

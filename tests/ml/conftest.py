@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from apps.ml.domain.model import TrainConfig
+
 REPO = Path(__file__).resolve().parents[2]
+SMALL = TrainConfig(n_folds=2, test_size=5000, stride=4)  # a quick training for tests
 ML_DATA = REPO.parent / "shared" / "data" / "ml" / "BTC-USDT_1m_binance.csv.gz"
 
 
@@ -43,3 +47,23 @@ def write_csv(path: Path, bars) -> Path:
         for b in bars:
             f.write(f"{b.ts:%Y-%m-%dT%H:%M:%SZ},{b.open},{b.high},{b.low},{b.close},{b.volume}\n")
     return path
+
+
+@pytest.fixture
+def models_dir(settings, tmp_path):
+    settings.ML_MODELS_DIR = tmp_path / "models"
+    return settings.ML_MODELS_DIR
+
+
+@pytest.fixture(scope="module")
+def small_csv(ml_bars, tmp_path_factory):
+    return write_csv(tmp_path_factory.mktemp("ml") / "BTC-USDT_1m_test.csv", ml_bars[-40000:])
+
+
+@pytest.fixture
+def active(models_dir, small_csv):
+    from apps.ml import services
+
+    now = datetime(2025, 9, 1, tzinfo=UTC)
+    mv = services.model_train(data_path=small_csv, config=SMALL, actor="test", now=now)
+    return services.model_promote(version=mv.version, actor="test", now=now)

@@ -13,31 +13,12 @@ from django.core.management.base import CommandError
 from apps.audit.models import AuditEvent, DecisionLog
 from apps.ml import services
 from apps.ml.domain.errors import MlError, ModelIntegrityError, TrainingDataError
-from apps.ml.domain.model import TrainConfig
 from apps.ml.models import CalibrationLevel, ModelStatus, ModelVersion, Prediction
 from tests.conftest import otp_login
-from tests.ml.conftest import write_csv
+from tests.ml.conftest import SMALL, write_csv
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2025, 9, 1, tzinfo=UTC)
-SMALL = TrainConfig(n_folds=2, test_size=5000, stride=4)
-
-
-@pytest.fixture
-def models_dir(settings, tmp_path):
-    settings.ML_MODELS_DIR = tmp_path / "models"
-    return settings.ML_MODELS_DIR
-
-
-@pytest.fixture(scope="module")
-def small_csv(ml_bars, tmp_path_factory):
-    return write_csv(tmp_path_factory.mktemp("ml") / "BTC-USDT_1m_test.csv", ml_bars[-40000:])
-
-
-@pytest.fixture
-def active(models_dir, small_csv):
-    mv = services.model_train(data_path=small_csv, config=SMALL, actor="test", now=NOW)
-    return services.model_promote(version=mv.version, actor="test", now=NOW)
 
 
 class _Worse:

@@ -281,7 +281,7 @@ class _EngineThread(threading.Thread):
     def __init__(self, account: Account, bars: list, delay: float) -> None:
         super().__init__(name="replay-engine", daemon=True)
         params = {"fast": "3", "slow": "8"}  # short windows: positions within a few bars
-        self.engine = Engine(
+        self.engine = Engine.for_account(
             account=account,
             strategy_factory=lambda: build_strategy("sma_cross", params),
             strategy_name="sma_cross",

@@ -17,9 +17,13 @@ T0 = datetime(2018, 4, 4, 12, 0, tzinfo=UTC)
 
 
 def paper_account(
-    cash: str = "10000", *, max_order: str = "5000", max_position: str = "20000"
+    cash: str = "10000",
+    *,
+    max_order: str = "5000",
+    max_position: str = "20000",
+    name: str = "paper",
 ) -> Account:
-    account = account_get_or_create(name="paper", starting_cash=Decimal(cash))
+    account = account_get_or_create(name=name, starting_cash=Decimal(cash))
     RiskLimit.objects.update_or_create(
         account=account,
         defaults={

@@ -119,6 +119,15 @@ class MlStrategy:
             return SignalAction.EXIT_LONG
         return _HOLD
 
+    def warm(self, bar: Bar) -> None:
+        """``decide`` without reporting the prediction: a restart's warm-up on stored bars
+        rebuilds the feature window and the holding state, and logs nothing."""
+        on_prediction, self.on_prediction = self.on_prediction, None
+        try:
+            self.decide(bar)
+        finally:
+            self.on_prediction = on_prediction
+
     def probability(self, instrument: str) -> float | None:
         st = self._states.get(instrument)
         return None if st is None else st.p

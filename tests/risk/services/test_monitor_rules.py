@@ -69,7 +69,7 @@ def replay(quantity: str, until: datetime) -> tuple[list[Bar], object]:
             ts=bars[0].ts,
         )
     )
-    engine = Engine(
+    engine = Engine.for_account(
         account=account,
         strategy_factory=Hold,
         strategy_name="hold",

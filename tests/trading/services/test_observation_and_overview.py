@@ -55,7 +55,7 @@ def test_observation_decisions_build_a_hypothetical_book_with_pnl() -> None:
     account = paper_account()
     instrument()
     system_mode_set(mode=SystemMode.OBSERVATION, actor="t", source="cli", reason="watch")
-    engine = Engine(
+    engine = Engine.for_account(
         account=account,
         strategy_factory=Script,
         strategy_name="script",
@@ -93,7 +93,7 @@ def test_hypothetical_open_position_is_marked_at_the_last_bar() -> None:
         strategy_params={},
         stake=D(1000),
     )
-    engine = Engine(
+    engine = Engine.for_account(
         account=account,
         strategy_factory=lambda: Script(),
         strategy_name="s",
@@ -162,7 +162,7 @@ def test_risk_page_when_observation_traded_then_hypothetical_pnl_shown(client, s
     account = paper_account()
     instrument()
     system_mode_set(mode=SystemMode.OBSERVATION, actor="t", source="cli", reason="watch")
-    engine = Engine(
+    engine = Engine.for_account(
         account=account,
         strategy_factory=Script,
         strategy_name="script",

@@ -25,6 +25,8 @@ CELERY_TASK_ROUTES = {
     "brokers.reconcile": {"queue": CeleryQueue.EXECUTION.value},
     "brokers.outbox_sweep": {"queue": CeleryQueue.RECONCILIATION.value},
     "ml.retrain": {"queue": CeleryQueue.ML.value},
+    # The market-data watchdog (apps/engine/watchdog.py): may reconcile before resuming.
+    "engine.*": {"queue": CeleryQueue.RECONCILIATION.value},
     # Backups, vacuum, log rotation, restore tests, checklists, beat heartbeat (apps/ops).
     "ops.*": {"queue": CeleryQueue.MAINTENANCE.value},
     # Notification deliveries, the stuck-delivery sweeper, the watchdog check

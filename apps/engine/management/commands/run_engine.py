@@ -1,56 +1,152 @@
-"""Run the trading engine on the dev replay feed (recorded real market data, paper broker)."""
+"""Run the trading engine: every active trading plan, on live feeds or recorded data."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import signal
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.accounts.models import Account
 from apps.brokers.services.reconcile import startup_reconcile
 from apps.core.pidfile import pidfile
 from apps.core.process_metrics import process_metrics_start
-from apps.engine.runner import Engine
-from apps.marketdata.domain.csvfile import timeframe_from_path
-from apps.marketdata.domain.feed import ReplayFeed
-from apps.marketdata.models import FeedStatus
+from apps.engine.feeds.base import LiveFeed, Subscription, timeframe_delta
+from apps.engine.feeds.replay import ReplayLiveFeed, replay_series
+from apps.engine.live import LiveLoop, QueueSink
+from apps.engine.runner import Engine, EnginePlan
+from apps.engine.selectors import PlanSpec, plans_active, plans_version
+from apps.engine.watchdog import feeds_watch
+from apps.marketdata.models import AssetClass, Instrument
+from apps.marketdata.services import validation_config_for
 from apps.ml.domain.errors import MlError
 from apps.model.errors import MarketDataError
 from apps.strategies.domain.base import Strategy
 from apps.strategies.domain.registry import build_strategy
-from apps.trading.services.accounts import account_get_or_create
 
 logger = logging.getLogger("apps.engine.runner")
 
+LIVE_FEEDS = ("kraken", "ibkr")
 
-def _timeframe_label(paths: list[Path]) -> str:
-    step = timeframe_from_path(paths[0])
-    if step is None:
-        return "1m"
-    minutes = int(step.total_seconds() // 60)
-    return f"{minutes // 60}h" if minutes >= 60 and minutes % 60 == 0 else f"{minutes}m"
+
+def strategy_factory(name: str, params: dict[str, Any]) -> Callable[[], Strategy]:
+    """A factory for the plan's strategy, checked once now (CommandError if it cannot be built).
+
+    "ml" runs the active model with every prediction logged."""
+    if name == "ml":
+        # Lazy: apps.ml.services loads joblib, needed only for ML plans.
+        from apps.ml.services import ml_strategy_live
+
+        threshold = params.get("threshold")
+        kwargs: dict[str, Any] = (
+            {} if threshold in (None, "", "default") else {"threshold": float(threshold)}
+        )
+        try:
+            ml_strategy_live(**kwargs)
+        except (MlError, ValueError) as exc:
+            raise CommandError(f"strategy ml: {exc}") from exc
+        return lambda: ml_strategy_live(**kwargs)
+    try:
+        build_strategy(name, params)
+    except ValueError as exc:
+        raise CommandError(f"strategy {name}: {exc}") from exc
+    return lambda: build_strategy(name, params)
+
+
+def engine_plans(specs: Sequence[PlanSpec]) -> list[EnginePlan]:
+    """The engine's view of the active plans (accounts loaded, strategies checked)."""
+    accounts = {a.pk: a for a in Account.objects.filter(pk__in={s.account_id for s in specs})}
+    warmup = settings.ENGINE_WARMUP_BARS
+    plans = []
+    for spec in specs:
+        try:
+            factory = strategy_factory(spec.strategy, dict(spec.params))
+        except CommandError as exc:
+            raise CommandError(f"trading plan #{spec.id}: {exc}") from exc
+        plans.append(
+            EnginePlan(
+                key=f"plan-{spec.id}",
+                account=accounts[spec.account_id],
+                instrument=spec.instrument,
+                timeframe=spec.timeframe,
+                strategy_name=spec.strategy,
+                strategy_params=dict(spec.params),
+                stake=spec.stake,
+                strategy_factory=factory,
+                warm_from=spec.created_at - warmup * timeframe_delta(spec.timeframe),
+            )
+        )
+    return plans
+
+
+def feed_for(asset_class: str) -> str:
+    name = (
+        settings.ENGINE_FEED_EQUITY
+        if asset_class == AssetClass.EQUITY
+        else settings.ENGINE_FEED_CRYPTO
+    )
+    if name not in LIVE_FEEDS:
+        raise CommandError(
+            f"ENGINE_FEED_{asset_class.upper()}={name!r}: use one of {', '.join(LIVE_FEEDS)}"
+        )
+    return name
+
+
+def live_feeds(subs: Sequence[Subscription], sink: QueueSink) -> list[LiveFeed]:
+    """One live feed per venue, each with the series it serves (by asset class)."""
+    classes = dict(
+        Instrument.objects.filter(symbol__in={s.instrument for s in subs}).values_list(
+            "symbol", "asset_class"
+        )
+    )
+    by_feed: dict[str, list[Subscription]] = defaultdict(list)
+    for sub in subs:
+        by_feed[feed_for(classes.get(sub.instrument, AssetClass.CRYPTO))].append(sub)
+    feeds: list[LiveFeed] = []
+    for name, group in sorted(by_feed.items()):
+        validation = {s.instrument: validation_config_for(s.instrument) for s in group}
+        if name == "kraken":
+            from apps.engine.feeds.kraken import KrakenFeed
+
+            feeds.append(KrakenFeed.from_settings(group, sink, validation=validation))
+        else:
+            from apps.engine.feeds.ibkr import IbkrFeed
+
+            feeds.append(IbkrFeed.from_settings(group, sink, validation=validation))
+    return feeds
 
 
 class Command(BaseCommand):
     help = (
-        "Run the engine: replay recorded market data at --speed x real time through the "
-        "strategy, the pre-trade checks and the paper broker. Resumes after the last bar it "
-        "stored (the strategy is warmed up on the bars before it). dev and test only: "
-        "staging and prod take live feeds."
+        "Run the trading engine on every active trading plan (admin or panel: Trading plans). "
+        "Staging and prod stream live bars (crypto from Kraken, equities from Interactive "
+        "Brokers: ENGINE_FEED_CRYPTO / ENGINE_FEED_EQUITY); dev and test replay recorded "
+        "files at --speed x real time. Each series resumes after its last stored bar, "
+        "strategies warmed up on the stored bars; nothing trades until the start-up "
+        "reconciliation is clean. SIGTERM finishes the bar in progress."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--source",
+            choices=("replay", "live"),
+            default=None,
+            help="where bars come from (default: live in staging/prod, replay in dev/test; "
+            "staging/prod refuse replay)",
+        )
         parser.add_argument(
             "--data",
             action="append",
             default=None,
             metavar="CSV",
-            help="market data file(s) (default: REPLAY_FILES or every CSV in REPLAY_DATA_DIR)",
+            help="replay: market data file(s) (default: REPLAY_FILES or every CSV in "
+            "REPLAY_DATA_DIR)",
         )
         parser.add_argument(
             "--speed",
@@ -58,104 +154,115 @@ class Command(BaseCommand):
             default=None,
             help=f"replay speed, x real time; 0 = as fast as possible (default {settings.REPLAY_SPEED})",
         )
-        parser.add_argument("--no-loop", action="store_true", help="stop at the end of the data")
         parser.add_argument(
-            "--max-bars", type=int, default=None, help="stop after this many live bars"
+            "--no-loop", action="store_true", help="replay: stop at the end of the data"
         )
-        parser.add_argument("--account", default=settings.ENGINE_ACCOUNT, help="paper account name")
+        parser.add_argument(
+            "--max-bars", type=int, default=None, help="stop after this many processed bars"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if settings.ENVIRONMENT.is_deployed:
+        deployed = settings.ENVIRONMENT.is_deployed
+        source = options["source"] or ("live" if deployed else "replay")
+        if source == "replay" and deployed:
             raise CommandError(
-                "the replay engine runs in dev and test only; staging/prod use live feeds"
+                "staging/prod run live feeds: --source replay is for dev and test only"
             )
-        paths = self._paths(options["data"])
         speed = settings.REPLAY_SPEED if options["speed"] is None else options["speed"]
         if speed < 0:
             raise CommandError(f"--speed must be >= 0, got {speed}")
-        params = dict(settings.ENGINE_STRATEGY_PARAMS)
-        factory = self._strategy_factory(settings.ENGINE_STRATEGY, params)
+        if options["max_bars"] is not None and options["max_bars"] < 1:
+            raise CommandError(f"--max-bars must be >= 1, got {options['max_bars']}")
 
-        account = account_get_or_create(name=options["account"], broker=settings.TRADING_BROKER)
-        if account.broker != settings.TRADING_BROKER:
+        version, specs = plans_version(), plans_active()
+        if not specs:
             raise CommandError(
-                f"account {account.name} trades at {account.broker}, but TRADING_BROKER="
-                f"{settings.TRADING_BROKER}: use another --account or fix TRADING_BROKER"
+                "no active trading plan: add one in the admin or the panel (Trading plans)"
+                + ("" if deployed else ", or run `manage.py plans_seed` for the replay plans")
             )
+        plans = engine_plans(specs)
+        if source == "replay":
+            paths = self._paths(options["data"])
+            have = set(replay_series(paths))
+            missing = sorted({(p.instrument, p.timeframe) for p in plans} - have)
+            if missing:
+                raise CommandError(
+                    "no replay file for "
+                    + ", ".join(f"{i} {tf}" for i, tf in missing)
+                    + f" (files: {', '.join(p.name for p in paths)}): pass --data or "
+                    "deactivate those plans"
+                )
+            loop = settings.REPLAY_LOOP and not options["no_loop"]
+
+            def feeds_factory(subs: Sequence[Subscription], sink: QueueSink) -> list[LiveFeed]:
+                return [ReplayLiveFeed(subs, sink, paths=paths, speed=speed, loop=loop)]
+
+        else:
+            feeds_factory = live_feeds
+            for sub_class in {
+                c
+                for c in Instrument.objects.filter(
+                    symbol__in={p.instrument for p in plans}
+                ).values_list("asset_class", flat=True)
+            }:
+                feed_for(sub_class)  # a bad ENGINE_FEED_* fails here, before anything starts
+
         # No trading until the books agree with the broker's (OBSERVATION until then).
-        run = startup_reconcile(account=account)
-        self.stdout.write(
-            f"engine: start-up reconciliation #{run.pk}: {run.outcome}"
-            + (
-                f" ({run.discrepancies_found} discrepancies: trading paused)"
-                if run.discrepancies_found
-                else ""
+        for account in {p.account.pk: p.account for p in plans}.values():
+            run = startup_reconcile(account=account)
+            self.stdout.write(
+                f"engine: start-up reconciliation of {account.name} #{run.pk}: {run.outcome}"
+                + (
+                    f" ({run.discrepancies_found} discrepancies: trading paused)"
+                    if run.discrepancies_found
+                    else ""
+                )
+                + (f" ({run.error}: staying in observation)" if run.error else "")
             )
-            + (f" ({run.error}: staying in observation)" if run.error else "")
-        )
-        engine = Engine(
-            account=account,
-            strategy_factory=factory,
-            strategy_name=settings.ENGINE_STRATEGY,
-            strategy_params=params,
-            stake=settings.ENGINE_STAKE,
-            timeframe=_timeframe_label(paths),
+
+        engine = Engine(plans=plans, default_feed=source)
+
+        def reload() -> tuple[str, list[EnginePlan]]:
+            return plans_version(), engine_plans(plans_active())
+
+        live = LiveLoop(
+            engine,
+            feeds_factory=feeds_factory,
+            plans_source=reload,
+            plans_version=version,
+            watch=feeds_watch if source == "live" else None,
+            max_bars=options["max_bars"],
         )
         # SIGTERM (honcho, docker stop) and Ctrl-C: finish the bar in progress, then stop.
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: engine.stop())
-        status = FeedStatus.objects.filter(feed=engine.feed_name).first()
-        resume_after = status.last_bar_ts if status else None
-        loop = settings.REPLAY_LOOP and not options["no_loop"]
+            signal.signal(sig, lambda *_: live.stop())
+        self.stdout.write(
+            f"engine: {len(plans)} plan(s) on {len(engine.series())} series from {source}"
+            + (f" at {speed:g}x" if source == "replay" else "")
+            + ": "
+            + "; ".join(
+                f"{p.account.name} {p.instrument} {p.timeframe} {p.strategy_name} "
+                f"{p.strategy_params} stake {p.stake}"
+                for p in plans
+            )
+        )
+        for instrument, timeframe in engine.series():
+            resume = engine.resume_after(instrument, timeframe)
+            if resume is not None:
+                self.stdout.write(f"engine: {instrument} {timeframe} resumes after {_utc(resume)}")
         try:
-            if resume_after is not None:
-                warm = 0
-                for bar in ReplayFeed(paths, speed=0, loop=loop):
-                    if bar.ts > resume_after:
-                        break
-                    engine.warm_up(bar)
-                    warm += 1
-                logger.info(
-                    "resuming after %s (%d bars of warm-up)", resume_after.isoformat(), warm
-                )
-            feed = ReplayFeed(
-                paths, speed=speed, loop=loop, on_reject=engine.on_reject, start=resume_after
-            )
-            self.stdout.write(
-                f"engine: account {account.name}, strategy {settings.ENGINE_STRATEGY} {params}, "
-                f"{len(paths)} file(s) at {speed:g}x"
-                + (f", resuming after {resume_after:%Y-%m-%d %H:%M}Z" if resume_after else "")
-            )
-            bars = (
-                feed if options["max_bars"] is None else itertools.islice(feed, options["max_bars"])
-            )
             # The pid file lets `manage.py shutdown_graceful` stop the engine (SIGTERM).
             with pidfile(Path(settings.ENGINE_PIDFILE)):
                 process_metrics_start(process="engine")  # its CPU/RSS on /metrics
-                count = engine.run(bars)
+                count = live.run()
         except MarketDataError as exc:
+            raise CommandError(str(exc)) from exc
+        except RuntimeError as exc:
             raise CommandError(str(exc)) from exc
         if engine.stopping:
             self.stdout.write(f"engine: stopped cleanly after {count} bars")
         else:
             self.stdout.write(f"engine: end of data after {count} bars")
-
-    def _strategy_factory(self, name: str, params: dict[str, str]) -> Callable[[], Strategy]:
-        """The live strategy: "ml" runs the active model with every prediction logged."""
-        if name == "ml":
-            # Lazy: apps.ml.services loads joblib, needed only when the strategy is "ml".
-            from apps.ml.services import ml_strategy_live
-
-            try:
-                ml_strategy_live()
-            except MlError as exc:
-                raise CommandError(f"ENGINE_STRATEGY=ml: {exc}") from exc
-            return ml_strategy_live
-        try:
-            build_strategy(name, params)
-        except ValueError as exc:
-            raise CommandError(f"{exc} (set ENGINE_STRATEGY / ENGINE_STRATEGY_PARAMS)") from exc
-        return lambda: build_strategy(name, params)
 
     def _paths(self, given: list[str] | None) -> list[Path]:
         if given:
@@ -173,3 +280,7 @@ class Command(BaseCommand):
         if missing:
             raise CommandError(f"market data file(s) not found: {', '.join(missing)}")
         return paths
+
+
+def _utc(ts: datetime) -> str:
+    return f"{ts:%Y-%m-%d %H:%M}Z"
