@@ -146,12 +146,15 @@ class TradingPlan(models.Model):
             errors["params"] = str(exc)
         account = self._related("account")
         instrument = self._related("instrument")
-        if account is not None and self.venue in Broker.values:
-            if not venue_allowed(account_broker=account.broker, venue=self.venue):
-                errors["venue"] = (
-                    f"account {account.name} trades at {account.broker}: its plans must use "
-                    f"venue {account.broker} (only a paper account may use another venue's data)"
-                )
+        if (
+            account is not None
+            and self.venue in Broker.values
+            and not venue_allowed(account_broker=account.broker, venue=self.venue)
+        ):
+            errors["venue"] = (
+                f"account {account.name} trades at {account.broker}: its plans must use "
+                f"venue {account.broker} (only a paper account may use another venue's data)"
+            )
         if instrument is not None:
             if not instrument.active:
                 errors["instrument"] = f"instrument {instrument.symbol} is not active"

@@ -171,9 +171,11 @@ def plan_update(*, plan: TradingPlan, actor: str, **fields: Any) -> TradingPlan:
     if "params" in fields and fields["params"] is None:
         fields["params"] = {}
     with transaction.atomic():
-        current = TradingPlan.objects.select_for_update().select_related(
-            "account", "instrument"
-        ).get(pk=plan.pk)
+        current = (
+            TradingPlan.objects.select_for_update()
+            .select_related("account", "instrument")
+            .get(pk=plan.pk)
+        )
         old = plan_snapshot(current)
         for name, value in fields.items():
             setattr(current, name, value)

@@ -67,7 +67,12 @@ def test_create_when_valid_then_saved_audited_and_active(paper, btc):
 
     # Assert
     plan.refresh_from_db()
-    assert (plan.account, plan.venue, plan.instrument, plan.timeframe) == (paper, "paper", btc, "1m")
+    assert (plan.account, plan.venue, plan.instrument, plan.timeframe) == (
+        paper,
+        "paper",
+        btc,
+        "1m",
+    )
     assert plan.params == {"fast": "5", "slow": "20"}  # numbers kept as their text
     assert plan.stake == Decimal("250.5")
     assert plan.active is True
@@ -93,7 +98,11 @@ def test_create_when_valid_then_saved_audited_and_active(paper, btc):
         ({"params": {"fast": None, "slow": "30"}}, "params", "string or a number"),
         ({"strategy": "ml", "params": {"threshold": "2"}}, "params", "probability"),
         ({"strategy": "ml", "params": {"fast": "1"}}, "params", "unknown parameter 'fast'"),
-        ({"strategy": "ml", "params": {"model": "nope.joblib", "threshold": "0.5"}}, "params", "not found"),
+        (
+            {"strategy": "ml", "params": {"model": "nope.joblib", "threshold": "0.5"}},
+            "params",
+            "not found",
+        ),
         ({"stake": "0"}, "stake", "greater than 0"),
         ({"stake": "-5"}, "stake", "greater than 0"),
         ({"stake": "lots"}, "stake", "number"),

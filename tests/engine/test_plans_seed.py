@@ -61,7 +61,9 @@ def test_seed_when_run_again_then_nothing_changes_and_edits_are_kept(engine_sett
     _seed()
     plan = TradingPlan.objects.get(instrument__symbol="ETH-USD")
     plan_update(plan=plan, actor="user:ops", stake="5")
-    plan_set_active(plan=TradingPlan.objects.get(instrument__symbol="LTC-USD"), active=False, actor="user:ops")
+    plan_set_active(
+        plan=TradingPlan.objects.get(instrument__symbol="LTC-USD"), active=False, actor="user:ops"
+    )
     version = plans_version()
     audits = AuditEvent.objects.count()
 
