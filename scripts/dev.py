@@ -55,6 +55,8 @@ def main() -> int:
     print("make run: migrating the database", flush=True)
     manage("migrate", "--noinput")
     login = manage("dev_setup").strip()
+    # What the engine trades is data: the replay's plans (ENGINE_* settings as defaults).
+    print(manage("plans_seed").strip().splitlines()[-1], flush=True)
     banner = (
         "\n"
         "  Tradebot (dev): recorded market data replayed through the paper broker\n"

@@ -1,7 +1,7 @@
 from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from apps.panel import api, controls, views
+from apps.panel import api, controls, plans, views
 
 app_name = "panel"
 
@@ -24,10 +24,16 @@ urlpatterns = [
         controls.IncidentCloseView.as_view(),
         name="incident_close",
     ),
+    # Trading plans: what the engine trades (apps.engine.services, audited).
+    path("plans/", plans.PlanListView.as_view(), name="plans"),
+    path("plans/<int:plan_id>/", plans.PlanEditView.as_view(), name="plan_edit"),
+    path("plans/<int:plan_id>/active/", plans.PlanActiveView.as_view(), name="plan_active"),
     path("account/logout/", LogoutView.as_view(), name="logout"),
     # JSON endpoints for scripts (same login, CSRF and services).
     path("api/mode", api.ModeSetApi.as_view(), name="api_mode"),
     path("api/kill", api.KillSwitchApi.as_view(), name="api_kill"),
     path("api/risk", api.RiskGetApi.as_view(), name="api_risk"),
     path("api/limits", api.RiskLimitSetApi.as_view(), name="api_limits"),
+    path("api/plans", plans.PlanListApi.as_view(), name="api_plans"),
+    path("api/plans/<int:plan_id>", plans.PlanDetailApi.as_view(), name="api_plan"),
 ]

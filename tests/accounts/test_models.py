@@ -29,6 +29,7 @@ def test_account_fks_when_listed_then_all_point_at_accounts_account():
         "brokers.ReconciliationRun.account",
         "brokers.Discrepancy.account",
         "credentials.BrokerCredential.account",
+        "engine.TradingPlan.account",
         "risk.RiskLimit.account",
         "risk.EquityMonitor.account",
         "risk.HypotheticalTrade.account",

@@ -17,7 +17,14 @@ pytestmark = pytest.mark.django_db
 
 IDLE = 30 * 60
 ABSOLUTE = 12 * 3600
-CONTENT_MARKERS = ("overview-snapshot", "kill-form", "limits-form", "incidents", '"limits"')
+CONTENT_MARKERS = (
+    "overview-snapshot",
+    "kill-form",
+    "limits-form",
+    "incidents",
+    '"limits"',
+    "plan-form",
+)
 
 
 def _panel_urls() -> list[tuple[str, str]]:
@@ -28,6 +35,8 @@ def _panel_urls() -> list[tuple[str, str]]:
         if name == "logout":
             continue
         kwargs = {"incident_id": 1} if "incident" in name and name != "incidents" else {}
+        if name in {"plan_edit", "plan_active", "api_plan"}:
+            kwargs = {"plan_id": 1}
         url = reverse(f"panel:{name}", kwargs=kwargs)
         post_only = name in {
             "mode_set",
@@ -38,12 +47,14 @@ def _panel_urls() -> list[tuple[str, str]]:
             "api_mode",
             "api_kill",
             "api_limits",
+            "plan_active",
         }
         urls.append((url, "post" if post_only else "get"))
     urls += [
         ("/admin/", "get"),
         ("/admin/audit/decisionlog/", "get"),
         ("/admin/risk/incident/", "get"),
+        ("/admin/engine/tradingplan/", "get"),
     ]
     return urls
 
