@@ -55,6 +55,14 @@ class QueueSink:
         self.queue.put(("state", feed, state, detail))
 
 
+class PlansUnusable(Exception):
+    """The plans changed to something the engine cannot run (it keeps the previous ones)."""
+
+    def __init__(self, version: str, message: str) -> None:
+        super().__init__(message)
+        self.version = version
+
+
 FeedsFactory = Callable[[Sequence[Subscription], QueueSink], list[LiveFeed]]
 PlansSource = Callable[[], tuple[str, list[EnginePlan]]]  # (version, plans)
 
@@ -104,6 +112,7 @@ class LiveLoop:
         self._running: _Running | None = None
         self._stop = threading.Event()
         self.feeds_ended = 0
+        self._refused_version = ""
 
     def stop(self) -> None:
         """From a signal handler: finish the bar in progress, then return from ``run``."""
@@ -168,7 +177,17 @@ class LiveLoop:
         """Pick up plan changes; True when they changed."""
         if self.plans_source is None:
             return False
-        version, plans = self.plans_source()
+        try:
+            version, plans = self.plans_source()
+        except PlansUnusable as exc:
+            if exc.version != self._refused_version:
+                self._refused_version = exc.version
+                logger.error(
+                    "engine: the trading plans changed but cannot be run (%s): still trading "
+                    "the previous plans; fix the plan in the admin or panel",
+                    exc,
+                )
+            return False
         if version == self.plans_version:
             return False
         before = self.engine.series()

@@ -67,6 +67,7 @@ class EnginePlan:
     stake: Decimal
     strategy_factory: Callable[[], Strategy] = field(compare=False)
     warm_from: datetime | None = None  # None: warm up on every stored bar of the series
+    venue: str = "paper"  # where its bars come from live (kraken, ibkr); paper = the replay
 
     def trades(self, instrument: str, timeframe: str) -> bool:
         return self.timeframe == timeframe and self.instrument in (None, instrument)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import QuerySet
@@ -24,6 +25,7 @@ class PlanSpec:
     strategy: str
     params: dict[str, str] = field(hash=False)
     stake: Decimal
+    created_at: datetime | None = None  # the strategy's warm-up is anchored here
 
 
 def plan_list(*, account_id: int | None = None) -> QuerySet[TradingPlan]:
@@ -49,6 +51,7 @@ def plans_active() -> list[PlanSpec]:
             "strategy",
             "params",
             "stake",
+            "created_at",
         )
     )
     return [
@@ -62,8 +65,20 @@ def plans_active() -> list[PlanSpec]:
             strategy=strategy,
             params={str(k): str(v) for k, v in (params or {}).items()},
             stake=stake,
+            created_at=created_at,
         )
-        for pk, account_id, account_name, venue, symbol, timeframe, strategy, params, stake in rows
+        for (
+            pk,
+            account_id,
+            account_name,
+            venue,
+            symbol,
+            timeframe,
+            strategy,
+            params,
+            stake,
+            created_at,
+        ) in rows
     ]
 
 

@@ -74,7 +74,7 @@ def test_watch_when_stale_then_pause_and_back_only_after_clean_reconciliation(bt
     feeds_watch(series=btc, now=NOW)
 
     assert system_mode_get() is SystemMode.PAUSE
-    change = ModeChange.objects.order_by("-id").first()
+    change = ModeChange.objects.latest("id")
     assert change.actor == ACTOR_FEED_WATCHDOG
     assert "kraken:BTC-USD:1m" in change.reason
     runs_before = ReconciliationRun.objects.count()
@@ -84,7 +84,7 @@ def test_watch_when_stale_then_pause_and_back_only_after_clean_reconciliation(bt
     feeds_watch(series=btc, now=NOW + timedelta(minutes=10))
 
     assert ReconciliationRun.objects.count() == runs_before + 1
-    assert ReconciliationRun.objects.order_by("-id").first().outcome == "clean"
+    assert ReconciliationRun.objects.latest("id").outcome == "clean"
     assert system_mode_get() is SystemMode.OBSERVATION
     assert Alert.objects.get().resolved_at is not None
 

@@ -71,9 +71,6 @@ REPLAY_LOOP = env_bool("REPLAY_LOOP", True)
 DATA_FEED_STALE_SECONDS = env_number("DATA_FEED_STALE_SECONDS", 300, int, minimum=1)
 # A series with no bar this long past its due time is alerted (then paused at the above).
 DATA_FEED_ALERT_SECONDS = env_number("DATA_FEED_ALERT_SECONDS", 120, int, minimum=0)
-# Where live bars come from, by asset class (staging/prod; dev and test replay files).
-ENGINE_FEED_CRYPTO = env.str("ENGINE_FEED_CRYPTO", default="kraken")
-ENGINE_FEED_EQUITY = env.str("ENGINE_FEED_EQUITY", default="ibkr")
 # A plan's strategy is warmed up on the stored bars from its creation less this many bars.
 ENGINE_WARMUP_BARS = env_number("ENGINE_WARMUP_BARS", 1000, int, minimum=0)
 

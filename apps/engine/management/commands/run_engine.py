@@ -13,17 +13,16 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.accounts.models import Account
+from apps.accounts.models import Account, Broker
 from apps.brokers.services.reconcile import startup_reconcile
 from apps.core.pidfile import pidfile
 from apps.core.process_metrics import process_metrics_start
 from apps.engine.feeds.base import LiveFeed, Subscription, timeframe_delta
 from apps.engine.feeds.replay import ReplayLiveFeed, replay_series
-from apps.engine.live import LiveLoop, QueueSink
+from apps.engine.live import LiveLoop, PlansUnusable, QueueSink
 from apps.engine.runner import Engine, EnginePlan
 from apps.engine.selectors import PlanSpec, plans_active, plans_version
 from apps.engine.watchdog import feeds_watch
-from apps.marketdata.models import AssetClass, Instrument
 from apps.marketdata.services import validation_config_for
 from apps.ml.domain.errors import MlError
 from apps.model.errors import MarketDataError
@@ -32,14 +31,14 @@ from apps.strategies.domain.registry import build_strategy
 
 logger = logging.getLogger("apps.engine.runner")
 
-LIVE_FEEDS = ("kraken", "ibkr")
+LIVE_FEEDS = (Broker.KRAKEN.value, Broker.IBKR.value)
 
 
 def strategy_factory(name: str, params: dict[str, Any]) -> Callable[[], Strategy]:
     """A factory for the plan's strategy, checked once now (CommandError if it cannot be built).
 
     "ml" runs the active model with every prediction logged."""
-    if name == "ml":
+    if name == "ml" and "model" not in params:
         # Lazy: apps.ml.services loads joblib, needed only for ML plans.
         from apps.ml.services import ml_strategy_live
 
@@ -79,55 +78,64 @@ def engine_plans(specs: Sequence[PlanSpec]) -> list[EnginePlan]:
                 strategy_params=dict(spec.params),
                 stake=spec.stake,
                 strategy_factory=factory,
-                warm_from=spec.created_at - warmup * timeframe_delta(spec.timeframe),
+                venue=spec.venue,
+                warm_from=None
+                if spec.created_at is None
+                else spec.created_at - warmup * timeframe_delta(spec.timeframe),
             )
         )
     return plans
 
 
-def feed_for(asset_class: str) -> str:
-    name = (
-        settings.ENGINE_FEED_EQUITY
-        if asset_class == AssetClass.EQUITY
-        else settings.ENGINE_FEED_CRYPTO
-    )
-    if name not in LIVE_FEEDS:
-        raise CommandError(
-            f"ENGINE_FEED_{asset_class.upper()}={name!r}: use one of {', '.join(LIVE_FEEDS)}"
-        )
-    return name
+def live_feeds_for(engine: Engine) -> Callable[[Sequence[Subscription], QueueSink], list[LiveFeed]]:
+    """A feeds factory: one live feed per venue, each with the series its plans name."""
+
+    def factory(subs: Sequence[Subscription], sink: QueueSink) -> list[LiveFeed]:
+        venues = plan_venues(engine.plans)
+        by_feed: dict[str, list[Subscription]] = defaultdict(list)
+        for sub in subs:
+            by_feed[venues[sub.instrument]].append(sub)
+        feeds: list[LiveFeed] = []
+        for name, group in sorted(by_feed.items()):
+            validation = {s.instrument: validation_config_for(s.instrument) for s in group}
+            if name == Broker.KRAKEN:
+                from apps.engine.feeds.kraken import KrakenFeed
+
+                feeds.append(KrakenFeed.from_settings(group, sink, validation=validation))
+            else:
+                from apps.engine.feeds.ibkr import IbkrFeed
+
+                feeds.append(IbkrFeed.from_settings(group, sink, validation=validation))
+        return feeds
+
+    return factory
 
 
-def live_feeds(subs: Sequence[Subscription], sink: QueueSink) -> list[LiveFeed]:
-    """One live feed per venue, each with the series it serves (by asset class)."""
-    classes = dict(
-        Instrument.objects.filter(symbol__in={s.instrument for s in subs}).values_list(
-            "symbol", "asset_class"
-        )
-    )
-    by_feed: dict[str, list[Subscription]] = defaultdict(list)
-    for sub in subs:
-        by_feed[feed_for(classes.get(sub.instrument, AssetClass.CRYPTO))].append(sub)
-    feeds: list[LiveFeed] = []
-    for name, group in sorted(by_feed.items()):
-        validation = {s.instrument: validation_config_for(s.instrument) for s in group}
-        if name == "kraken":
-            from apps.engine.feeds.kraken import KrakenFeed
-
-            feeds.append(KrakenFeed.from_settings(group, sink, validation=validation))
-        else:
-            from apps.engine.feeds.ibkr import IbkrFeed
-
-            feeds.append(IbkrFeed.from_settings(group, sink, validation=validation))
-    return feeds
+def plan_venues(plans: Sequence[EnginePlan]) -> dict[str, str]:
+    """instrument -> the live feed of its plans (their venue); paper plans are the replay."""
+    venues: dict[str, str] = {}
+    for plan in plans:
+        assert plan.instrument is not None
+        venue = plan.venue
+        if venue not in LIVE_FEEDS:
+            raise CommandError(
+                f"trading plan {plan.key} ({plan.instrument} {plan.timeframe}) has venue "
+                f"{venue}: that is the dev replay; staging/prod stream bars from "
+                f"{' or '.join(LIVE_FEEDS)} (a paper account may use either)"
+            )
+        if venues.setdefault(plan.instrument, venue) != venue:
+            raise CommandError(
+                f"{plan.instrument}: plans name two venues ({venues[plan.instrument]}, {venue}) "
+                "for its bars: use one"
+            )
+    return venues
 
 
 class Command(BaseCommand):
     help = (
         "Run the trading engine on every active trading plan (admin or panel: Trading plans). "
-        "Staging and prod stream live bars (crypto from Kraken, equities from Interactive "
-        "Brokers: ENGINE_FEED_CRYPTO / ENGINE_FEED_EQUITY); dev and test replay recorded "
-        "files at --speed x real time. Each series resumes after its last stored bar, "
+        "Staging and prod stream live bars from each plan's venue (Kraken, Interactive "
+        "Brokers); dev and test replay recorded files at --speed x real time. Each series resumes after its last stored bar, "
         "strategies warmed up on the stored bars; nothing trades until the start-up "
         "reconciliation is clean. SIGTERM finishes the bar in progress."
     )
@@ -181,10 +189,16 @@ class Command(BaseCommand):
                 + ("" if deployed else ", or run `manage.py plans_seed` for the replay plans")
             )
         plans = engine_plans(specs)
-        if source == "replay":
-            paths = self._paths(options["data"])
-            have = set(replay_series(paths))
-            missing = sorted({(p.instrument, p.timeframe) for p in plans} - have)
+        paths = self._paths(options["data"]) if source == "replay" else []
+
+        def usable(plans: list[EnginePlan]) -> list[EnginePlan]:
+            """The plans if this source can run them all (CommandError naming what not)."""
+            if source == "live":
+                plan_venues(plans)
+                return plans
+            missing = sorted(
+                {(p.instrument, p.timeframe) for p in plans} - set(replay_series(paths))
+            )
             if missing:
                 raise CommandError(
                     "no replay file for "
@@ -192,20 +206,13 @@ class Command(BaseCommand):
                     + f" (files: {', '.join(p.name for p in paths)}): pass --data or "
                     "deactivate those plans"
                 )
-            loop = settings.REPLAY_LOOP and not options["no_loop"]
+            return plans
 
-            def feeds_factory(subs: Sequence[Subscription], sink: QueueSink) -> list[LiveFeed]:
-                return [ReplayLiveFeed(subs, sink, paths=paths, speed=speed, loop=loop)]
+        usable(plans)
+        loop = settings.REPLAY_LOOP and not options["no_loop"]
 
-        else:
-            feeds_factory = live_feeds
-            for sub_class in {
-                c
-                for c in Instrument.objects.filter(
-                    symbol__in={p.instrument for p in plans}
-                ).values_list("asset_class", flat=True)
-            }:
-                feed_for(sub_class)  # a bad ENGINE_FEED_* fails here, before anything starts
+        def replay_feeds(subs: Sequence[Subscription], sink: QueueSink) -> list[LiveFeed]:
+            return [ReplayLiveFeed(subs, sink, paths=paths, speed=speed, loop=loop)]
 
         # No trading until the books agree with the broker's (OBSERVATION until then).
         for account in {p.account.pk: p.account for p in plans}.values():
@@ -221,9 +228,14 @@ class Command(BaseCommand):
             )
 
         engine = Engine(plans=plans, default_feed=source)
+        feeds_factory = live_feeds_for(engine) if source == "live" else replay_feeds
 
         def reload() -> tuple[str, list[EnginePlan]]:
-            return plans_version(), engine_plans(plans_active())
+            version = plans_version()
+            try:
+                return version, usable(engine_plans(plans_active()))
+            except CommandError as exc:
+                raise PlansUnusable(version, str(exc)) from exc
 
         live = LiveLoop(
             engine,
