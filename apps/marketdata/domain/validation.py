@@ -179,6 +179,57 @@ def validation_config_from(
         raise ValueError(f"{prefix}{exc}") from None
 
 
+DEFAULT_KEY = "default"
+
+
+def validation_configs(setting: object) -> dict[str, ValidationConfig]:
+    """Parse the ``MARKETDATA_VALIDATION`` setting: ``{"default": {...}, "SYMBOL": {...}}``.
+
+    Returns a config per key (symbols upper-cased); each symbol's entry overrides the
+    default's. ValueError naming every problem (``validation_settings_problems``).
+    """
+    problems, configs = _parse_settings(setting)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return configs
+
+
+def validation_settings_problems(setting: object) -> list[str]:
+    """Every problem with a ``MARKETDATA_VALIDATION`` value, each naming the entry."""
+    return _parse_settings(setting)[0]
+
+
+def _parse_settings(setting: object) -> tuple[list[str], dict[str, ValidationConfig]]:
+    example = '{"default": {"max_move_pct": 40}, "AIG": {"max_move_pct": 60}}'
+    if not isinstance(setting, Mapping):
+        return [f"must be a mapping of symbol to limits, e.g. {example}"], {}
+    problems: list[str] = []
+    configs: dict[str, ValidationConfig] = {}
+    default = ValidationConfig()
+    entries = dict(setting)
+    base_values = entries.pop(DEFAULT_KEY, {})
+    for key, values in [(DEFAULT_KEY, base_values), *entries.items()]:
+        if not isinstance(key, str) or not key.strip():
+            problems.append(f"entry {key!r}: the key must be a symbol (e.g. BTC-USDT) or default")
+            continue
+        if not isinstance(values, Mapping):
+            problems.append(f"entry {key!r} must be a mapping of limits, e.g. {example}")
+            continue
+        try:
+            config = validation_config_from(
+                values, base=configs.get(DEFAULT_KEY, default), where=f"entry {key!r}"
+            )
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        symbol = key if key == DEFAULT_KEY else key.strip().upper()
+        if symbol in configs and key != DEFAULT_KEY:
+            problems.append(f"entry {key!r}: symbol {symbol} is given twice; give it once")
+            continue
+        configs[symbol] = config
+    return problems, configs
+
+
 _HINTS = {
     "max_future_skew": "give seconds >= 0 (e.g. 5)",
     "max_move_pct": "give a positive fraction (e.g. 40 = a move of up to 41x either way)",
