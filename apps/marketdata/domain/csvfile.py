@@ -170,9 +170,7 @@ def read_bars(
     elif now.tzinfo is None:
         f.close()
         raise ValueError("read_bars now must be a timezone-aware (UTC) datetime")
-    return _rows(
-        f, source, instrument or instrument_from_path(source), on_reject, config, now
-    )
+    return _rows(f, source, instrument or instrument_from_path(source), on_reject, config, now)
 
 
 def _rows(

@@ -67,11 +67,7 @@ def validate_bar(bar: Bar, previous_ts: datetime | None) -> str | None:
         return NAN
     if o <= 0 or h <= 0 or lo <= 0 or c <= 0:
         return NON_POSITIVE_PRICE
-    if (
-        min(o, h, lo, c) < PRICE_MIN
-        or max(o, h, lo, c) > PRICE_MAX
-        or v > VOLUME_MAX
-    ):
+    if min(o, h, lo, c) < PRICE_MIN or max(o, h, lo, c) > PRICE_MAX or v > VOLUME_MAX:
         return OUT_OF_RANGE
     if h < lo:
         return HIGH_BELOW_LOW
@@ -119,7 +115,9 @@ class ValidationConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_future_skew, timedelta) or self.max_future_skew < timedelta(0):
-            raise ValueError(f"max_future_skew must be a timedelta >= 0, got {self.max_future_skew!r}")
+            raise ValueError(
+                f"max_future_skew must be a timedelta >= 0, got {self.max_future_skew!r}"
+            )
         if not (
             isinstance(self.max_move_pct, Decimal)
             and self.max_move_pct.is_finite()

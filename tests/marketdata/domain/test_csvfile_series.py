@@ -24,9 +24,7 @@ from tests.paths import SHARED_DATA
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 # Every OHLCV bar file of the recorded data (trades and ticks have their own columns).
 REAL_FILES = sorted(
-    p
-    for p in SHARED_DATA.glob("**/*_*.csv*")
-    if p.parent.name in ("crypto", "equity", "ml")
+    p for p in SHARED_DATA.glob("**/*_*.csv*") if p.parent.name in ("crypto", "equity", "ml")
 )
 
 
@@ -106,7 +104,10 @@ def random_rows(seed: int, n: int = 3000) -> list[str]:
         ts += timedelta(minutes=rng.choice([1, 1, 1, 2, 30]))
         close *= 1 + rng.gauss(0, 0.01)
         o, c = close, close * (1 + rng.gauss(0, 0.005))
-        h, lo = max(o, c) * (1 + abs(rng.gauss(0, 0.003))), min(o, c) * (1 - abs(rng.gauss(0, 0.003)))
+        h, lo = (
+            max(o, c) * (1 + abs(rng.gauss(0, 0.003))),
+            min(o, c) * (1 - abs(rng.gauss(0, 0.003))),
+        )
         fields = [f"{ts:%Y-%m-%dT%H:%M:%SZ}", f"{o:.6f}", f"{h:.6f}", f"{lo:.6f}", f"{c:.6f}", "5"]
         kind = rng.random()
         if kind < 0.02:
@@ -126,7 +127,9 @@ def random_rows(seed: int, n: int = 3000) -> list[str]:
     return rows
 
 
-@pytest.mark.parametrize("config", [ValidationConfig(), ValidationConfig(max_move_pct=Decimal("0.05"))])
+@pytest.mark.parametrize(
+    "config", [ValidationConfig(), ValidationConfig(max_move_pct=Decimal("0.05"))]
+)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_read_bars_fast_path_decides_exactly_as_series_validator(tmp_path, seed, config):
     rows = random_rows(seed)
