@@ -7,8 +7,12 @@ Format (``shared/data/README.md``): UTF-8, header ``timestamp,open,high,low,clos
 
 Performance matters here (the backtest budget is >= 200k bars/s end to end), so the
 row loop is written for speed: ``str.split``, ``datetime.fromisoformat`` (C, ~80 ns),
-``Decimal(text)``, a fast path that accepts a clean row with one comparison chain,
-and ``validate_bar`` only for rows that fail it (which decides the exact reason).
+``Decimal(text)``, a fast path that accepts a clean row with one comparison chain
+(OHLC order, the table's numeric range, a ts after the last one and not in the
+future, a close and high within ``max_move_pct`` of the last close: one Decimal
+multiplication a row), and ``SeriesValidator.check`` only for rows that fail it
+(which decides the exact reason). A config with ``volatility_multiple`` sends every
+row through ``SeriesValidator`` (about 3x slower; it is per-instrument opt-in).
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TextIO
 
-from apps.marketdata.domain.validation import UNPARSEABLE, validate_bar
+from apps.marketdata.domain.validation import (
+    PRICE_MAX,
+    PRICE_MIN,
+    UNPARSEABLE,
+    VOLUME_MAX,
+    SeriesValidator,
+    ValidationConfig,
+)
 from apps.model.bars import Bar, _BarBuilder
 from apps.model.errors import MarketDataError
 
@@ -129,6 +140,8 @@ def read_bars(
     *,
     on_reject: OnReject | None = None,
     instrument: str | None = None,
+    validation: ValidationConfig | None = None,
+    now: datetime | None = None,
 ) -> Iterator[Bar]:
     """Yield the good bars of an OHLCV CSV file (plain, or gzip if the name ends in .gz).
 
@@ -137,6 +150,12 @@ def read_bars(
     Each bad row is skipped and reported as ``on_reject(Rejection(...))``; duplicate
     and out-of-order timestamps are judged against the last ACCEPTED bar. Blank lines
     are ignored. ``instrument`` defaults to ``instrument_from_path(path)``.
+    ``validation`` (default ``ValidationConfig()``; callers with settings pass
+    ``apps.marketdata.config.validation_config_for(instrument)``) sets the series
+    rules: a bar later than ``now`` (default: the wall clock at the call) plus
+    ``max_future_skew`` is FUTURE_TIMESTAMP, a price or volume the bars table cannot
+    hold is OUT_OF_RANGE, a jump beyond the limits is ABSURD_JUMP; all judged against
+    the last ACCEPTED bar, so one bad row never condemns the rows after it.
     A read error in the middle of the file (corrupt gzip, bad UTF-8) raises
     ``MarketDataError`` naming the file and line.
     """
@@ -145,10 +164,23 @@ def read_bars(
         source = os.fsdecode(source)
     f = _open(path, source)
     _read_header(f, source)
-    return _rows(f, source, instrument or instrument_from_path(source), on_reject)
+    config = validation or ValidationConfig()
+    if now is None:
+        now = datetime.now(UTC)
+    elif now.tzinfo is None:
+        f.close()
+        raise ValueError("read_bars now must be a timezone-aware (UTC) datetime")
+    return _rows(f, source, instrument or instrument_from_path(source), on_reject, config, now)
 
 
-def _rows(f: TextIO, source: str, instrument: str, on_reject: OnReject | None) -> Iterator[Bar]:
+def _rows(
+    f: TextIO,
+    source: str,
+    instrument: str,
+    on_reject: OnReject | None,
+    config: ValidationConfig,
+    now: datetime,
+) -> Iterator[Bar]:
     # Locals for speed: this loop runs once per row.
     dec = Decimal
     parse_ts = datetime.fromisoformat
@@ -157,6 +189,15 @@ def _rows(f: TextIO, source: str, instrument: str, on_reject: OnReject | None) -
     bar_cls = Bar
     min_ts = _MIN_TS
     prev = min_ts
+    max_ts = now + config.max_future_skew
+    pmin, pmax, vmax = PRICE_MIN, PRICE_MAX, VOLUME_MAX
+    factor = config.move_factor
+    prev_c = dec(0)  # no previous close: any close * factor >= 0
+    hi_bound = pmax  # highest acceptable high: previous close * factor
+    # The volatility rule needs every row's float sizes: no fast path then.
+    fast = config.volatility_multiple is None
+    validator = SeriesValidator(config)
+    check = validator.check
     lineno = 1
     with f:
         try:
@@ -173,15 +214,17 @@ def _rows(f: TextIO, source: str, instrument: str, on_reject: OnReject | None) -
                     if ts.tzinfo is not utc:
                         ts = _to_utc(ts)
                     # Fast path: a clean row passes this one chain. NaN raises
-                    # InvalidOperation in the ordering comparisons; +inf high or
-                    # volume would pass them, hence the is_finite() calls.
+                    # InvalidOperation in the ordering comparisons; infinity and
+                    # 1e400 fail the pmax/vmax bounds, which come before the
+                    # multiplication so that it cannot overflow.
                     good = (
-                        ts > prev
-                        and 0 < lo <= o <= h
+                        fast
+                        and prev < ts <= max_ts
+                        and pmin <= lo <= o <= h <= hi_bound
+                        and h <= pmax
                         and lo <= c <= h
-                        and v >= 0
-                        and h.is_finite()
-                        and v.is_finite()
+                        and (m := c * factor) >= prev_c
+                        and 0 <= v <= vmax
                     )
                 except ValueError:  # wrong column count, bad timestamp
                     if not line.strip():
@@ -197,15 +240,18 @@ def _rows(f: TextIO, source: str, instrument: str, on_reject: OnReject | None) -
                         continue
                     good = False
                 if not good:
-                    reason = validate_bar(
-                        bar_cls(instrument, ts, o, h, lo, c, v),
-                        None if prev is min_ts else prev,
-                    )
+                    if fast:  # the validator holds the state only when it sees every row
+                        validator.last_ts = None if prev is min_ts else prev
+                        validator.last_close = prev_c or None
+                    reason = check(bar_cls(instrument, ts, o, h, lo, c, v), now=now)
                     if reason is not None:
                         if on_reject is not None:
                             on_reject(Rejection(source, lineno, reason, line.rstrip("\r\n")))
                         continue
+                    m = c * factor  # bounded: the validator accepted c
                 prev = ts
+                prev_c = c
+                hi_bound = m
                 bar = builder(instrument, ts, o, h, lo, c, v)
                 bar.__class__ = bar_cls  # type: ignore[assignment]  # see _BarBuilder
                 yield bar  # type: ignore[misc]

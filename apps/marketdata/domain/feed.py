@@ -14,9 +14,11 @@ from apps.marketdata.domain.csvfile import (
     OnReject,
     PathLike,
     Rejection,
+    instrument_from_path,
     read_bars,
     timeframe_from_path,
 )
+from apps.marketdata.domain.validation import ValidationConfig
 from apps.model.bars import Bar
 
 DEFAULT_MAX_SLEEP = 5.0  # seconds; one data gap never stalls a replay for longer
@@ -47,6 +49,8 @@ class ReplayFeed:
     - ``loop``: replay forever; each new pass shifts every ts forward by the span of
       the data plus one bar step, so timestamps keep increasing. Rejections are
       reported on the first pass only.
+    - ``validation_for``: the validation limits of an instrument (callers with settings
+      pass ``apps.marketdata.config.validation_config_for``); default ``ValidationConfig()``.
 
     Iterating the feed again starts a new replay (files are re-read).
     """
@@ -62,6 +66,7 @@ class ReplayFeed:
         start: datetime | None = None,
         loop: bool = False,
         max_sleep: float = DEFAULT_MAX_SLEEP,
+        validation_for: Callable[[str], ValidationConfig] | None = None,
     ) -> None:
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
@@ -80,6 +85,7 @@ class ReplayFeed:
         self.start = start
         self.loop = loop
         self.max_sleep = float(max_sleep)
+        self.validation_for = validation_for
         self.rejected = 0  # rows skipped by the reader (first pass only when looping)
         self.emitted = 0  # bars yielded
 
@@ -99,7 +105,15 @@ class ReplayFeed:
         return None
 
     def _merged(self, on_reject: OnReject) -> Iterator[Bar]:
-        readers = [read_bars(p, on_reject=on_reject) for p in self.paths]
+        config_for = self.validation_for
+        readers = [
+            read_bars(
+                p,
+                on_reject=on_reject,
+                validation=config_for(instrument_from_path(p)) if config_for else None,
+            )
+            for p in self.paths
+        ]
         if len(readers) == 1:
             return readers[0]
         return heapq.merge(*readers, key=_bar_ts)

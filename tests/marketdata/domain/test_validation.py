@@ -76,12 +76,15 @@ def test_reasons_are_listed_in_check_order():
         "unparseable",
         "nan",
         "non_positive_price",
+        "out_of_range",
         "high_below_low",
         "open_outside_range",
         "close_outside_range",
         "negative_volume",
         "duplicate_timestamp",
         "out_of_order_timestamp",
+        "future_timestamp",
+        "absurd_jump",
     )
 
 

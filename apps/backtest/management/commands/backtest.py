@@ -30,6 +30,7 @@ from apps.backtest.domain.backtest import (
     iter_trades_rows,
     run_backtest,
 )
+from apps.marketdata.config import validation_config_for
 from apps.marketdata.domain.csvfile import instrument_from_path, read_bars
 from apps.model.errors import MarketDataError
 from apps.strategies.domain.registry import STRATEGIES, build_strategy, strategy_params
@@ -214,7 +215,9 @@ class Command(BaseCommand):
                         f"two --data files for instrument {instrument} ({path}); "
                         f"pass one file per instrument"
                     )
-                sources[instrument] = read_bars(path, on_reject=on_reject)
+                sources[instrument] = read_bars(
+                    path, on_reject=on_reject, validation=validation_config_for(instrument)
+                )
         except MarketDataError as exc:
             raise _bad(exc.message) from None
 

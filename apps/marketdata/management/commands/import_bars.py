@@ -10,7 +10,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from apps.marketdata.domain.csvfile import Rejection, read_bars, timeframe_from_path
+from apps.marketdata.config import validation_config_for
+from apps.marketdata.domain.csvfile import (
+    Rejection,
+    instrument_from_path,
+    read_bars,
+    timeframe_from_path,
+)
 from apps.marketdata.services import bars_store, feed_status_update
 from apps.model.errors import MarketDataError
 
@@ -34,9 +40,11 @@ def timeframe_label(path: Path) -> str:
 class Command(BaseCommand):
     help = (
         "Import OHLCV CSV files (header timestamp,open,high,low,close,volume; plain or .csv.gz) into "
-        "the bars table with COPY. Bad rows (NaN, non-positive price, high < low, open/close outside "
-        "[low, high], negative volume, duplicate or out-of-order timestamp) are rejected, counted and "
-        "reported with file and line; bars already stored are skipped, so a re-import is harmless."
+        "the bars table with COPY. Bad rows (NaN, non-positive price, a price or volume too large or "
+        "too small for the table, high < low, open/close outside [low, high], negative volume, "
+        "duplicate, out-of-order or future timestamp, an absurd jump from the previous close: "
+        "limits per instrument in MARKETDATA_VALIDATION) are rejected, counted and reported with "
+        "file and line; bars already stored are skipped, so a re-import is harmless."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -58,7 +66,11 @@ class Command(BaseCommand):
                 self.stderr.write(f"{r.source}:{r.line}: rejected ({r.reason}): {r.raw[:100]}")
 
             try:
-                bars = read_bars(path, on_reject=on_reject)
+                bars = read_bars(
+                    path,
+                    on_reject=on_reject,
+                    validation=validation_config_for(instrument_from_path(path)),
+                )
                 new = read = 0
                 last_ts = None
                 with tqdm(desc=path.name, unit=" bars", disable=None) as progress:
