@@ -47,6 +47,8 @@ def decide_on(account, symbol: str, stake: str = "1000"):  # noqa: ANN001, ANN20
         strategy="sma_cross",
         strategy_params=PARAMS,
         stake=D(stake),
+        reference_price=D("100"),
+        reference_ts=T0,
     )
 
 
