@@ -88,12 +88,15 @@ def decision_make(
             f"decision_make: reference_price={reference_price} needs a timezone-aware "
             f"reference_ts (the time that price was seen), got {reference_ts!r}"
         )
-    # Instrument, mode, position, working orders, limits and, without a reference price
-    # from the caller, the last stored close: one round trip (the hot path).
+    # Instrument, mode, position, working orders, limits, the account's positions and
+    # recent orders and, without a reference price from the caller, the last stored close:
+    # one round trip (the hot path).
+    now = timezone.now()
     known = decision_inputs(
         account_id=account.pk,
         symbol=signal.instrument,
         open_statuses=OPEN_STATUSES,
+        now=now,
         last_close=reference_price is None,
         timeframe=timeframe,
     )
@@ -167,14 +170,13 @@ def decision_make(
         else None
     )
     ctx = risk_context_for(
-        account_id=account.pk,
-        instrument_id=instrument.pk,
+        known=known,
         mode=mode,
         # No reference: the order is valued at its decision price (and denied for it).
         last_price=reference_price if age is not None else signal.price,
         position_quantity=position_qty,
         limits=limits,
-        now=timezone.now(),
+        now=now,
         reference_ts=reference_ts if age is not None else None,
         reference_age_seconds=age,
     )
@@ -217,16 +219,18 @@ def decision_make(
         action = DecisionAction.BUY if intent.side is Side.BUY else DecisionAction.SELL
     else:
         action = DecisionAction.DENIED
+    if risk.approved:
+        from apps.trading.tasks import order_send as order_send_task
+
+        # Registered first, so it runs first on commit: the order leaves before the panel's
+        # broadcasts are built (each serializes its payload in this thread).
+        order_id = order.pk
+        transaction.on_commit(lambda: _enqueue_send(order_send_task, order_id))
     decision = decision_record(
         checks=checks, action=action, order_ids=[order.client_order_id], **common
     )
     realtime.broadcast_decision(decision)
     realtime.broadcast_order(order)
-    if risk.approved:
-        from apps.trading.tasks import order_send as order_send_task
-
-        order_id = order.pk
-        transaction.on_commit(lambda: _enqueue_send(order_send_task, order_id))
     return DecisionOutcome(decision, order)
 
 

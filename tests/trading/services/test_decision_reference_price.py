@@ -221,9 +221,7 @@ def test_decision_when_reference_price_without_aware_time_then_value_error_and_n
     assert not Order.objects.exists()
 
 
-def test_decision_when_stored_close_is_the_reference_then_still_one_read_before_the_checks() -> (
-    None
-):
+def test_decision_when_stored_close_is_the_reference_then_still_one_read() -> None:
     account = paper_account()
     stored_close("BTC-USD", "20", opened=T0 - timedelta(minutes=1))
     decide(account, "20")  # warm: the statements are built once
@@ -235,5 +233,5 @@ def test_decision_when_stored_close_is_the_reference_then_still_one_read_before_
     assert outcome.order.status == "initialized"
     sql = [q["sql"].strip() for q in ctx.captured_queries]
     sql = [s for s in sql if s.startswith(("SELECT", "INSERT", "UPDATE", "DELETE"))]
-    # decision inputs with the last close; risk context; the order; the decision log
-    assert [s.split()[0] for s in sql] == ["SELECT", "SELECT", "INSERT", "INSERT"]
+    # decision inputs with the last close and the risk context; the order; the decision log
+    assert [s.split()[0] for s in sql] == ["SELECT", "INSERT", "INSERT"]
