@@ -17,7 +17,7 @@ from django.db import connection, models
 from apps.accounts.models import Account
 from apps.audit.models import DecisionLog
 from apps.core.realtime import jsonable
-from apps.marketdata.models import FeedStatus, Instrument
+from apps.marketdata.models import Bar, FeedStatus, Instrument
 from apps.marketdata.selectors import last_closes
 from apps.marketdata.services import feed_payload
 from apps.model.accounting import Position as PositionValue
@@ -122,136 +122,203 @@ class DecisionInputs:
     position_quantity: Decimal
     working: bool  # an order of this account and instrument is still open
     limit: RiskLimit | None  # the account's RiskLimit row (None: the settings ceilings)
+    # The instrument's last stored close and its bar's close time (None: not asked for, or
+    # no bar stored).
+    last_close: Decimal | None = None
+    last_close_ts: datetime | None = None
+    # The account's open positions: (instrument id, quantity, last mark, average price).
+    positions: tuple[tuple[int, Decimal, Decimal | None, Decimal | None], ...] = ()
+    # Its orders (not DENIED) created since ``now - max(60 s, duplicate window)``, newest first.
+    orders: tuple[RecentOrder, ...] = ()
 
 
-_decision_sql: str | None = None
+# A bar's close time from its open time and its timeframe label ("1m", "4h", "1d", "1w",
+# "30s"); a label of another shape counts as closing when it opens.
+_BAR_CLOSE_SQL = """b."ts" + CASE WHEN b."timeframe" ~ '^[0-9]{1,6}[smhdw]$'
+    THEN left(b."timeframe", -1)::int * CASE right(b."timeframe", 1)
+        WHEN 's' THEN interval '1 second' WHEN 'm' THEN interval '1 minute'
+        WHEN 'h' THEN interval '1 hour' WHEN 'd' THEN interval '1 day'
+        ELSE interval '1 week' END
+    ELSE interval '0' END"""
+
+_decision_sql: dict[str, str] = {}
 
 
-def _decision_inputs_sql() -> str:
-    global _decision_sql  # noqa: PLW0603 - built once from the models' metadata
-    if _decision_sql is None:
-        _decision_sql = f"""
+def _decision_inputs_sql(reference: str) -> str:
+    """The statement; ``reference`` says how it finds the last stored close: "" (it does
+    not: the caller has a reference price), "timeframe" (the last bar of that timeframe:
+    one backward probe of the primary key), "any" (the last bar to close over every stored
+    timeframe of the instrument: a skip scan of the timeframes, one probe each).
+
+    The risk context (open positions, recent orders) comes as two JSON arrays, numbers as
+    text (exact decimals); the orders' window is ``max(60 s, the account's duplicate window
+    raised to the settings floor)``, as ``risk_limits_from`` computes it.
+    """
+    if reference not in _decision_sql:
+        bar = Bar._meta.db_table
+        position, order = Position._meta.db_table, Order._meta.db_table
+        if reference == "timeframe":
+            last = f"""SELECT b."close", {_BAR_CLOSE_SQL} AS "close_ts"
+                FROM "{bar}" b WHERE b."instrument_id" = i."id" AND b."timeframe" = %(tf)s
+                ORDER BY b."ts" DESC LIMIT 1"""  # noqa: S608
+        elif reference == "any":
+            last = f"""WITH RECURSIVE tfs(tf) AS (
+                    (SELECT b."timeframe" FROM "{bar}" b WHERE b."instrument_id" = i."id"
+                      ORDER BY b."timeframe" LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT b."timeframe" FROM "{bar}" b
+                             WHERE b."instrument_id" = i."id" AND b."timeframe" > tfs.tf
+                             ORDER BY b."timeframe" LIMIT 1)
+                      FROM tfs WHERE tfs.tf IS NOT NULL)
+                SELECT lb."close", lb."close_ts" FROM tfs, LATERAL (
+                    SELECT b."close", {_BAR_CLOSE_SQL} AS "close_ts" FROM "{bar}" b
+                     WHERE b."instrument_id" = i."id" AND b."timeframe" = tfs.tf
+                     ORDER BY b."ts" DESC LIMIT 1) lb
+                WHERE tfs.tf IS NOT NULL
+                ORDER BY lb."close_ts" DESC LIMIT 1"""  # noqa: S608
+        else:
+            last = "SELECT NULL::numeric AS close, NULL::timestamptz AS close_ts"
+        _decision_sql[reference] = f"""
             SELECT {columns_sql(Instrument, "i")}, {columns_sql(RiskLimit, "rl")},
                 (SELECT s."mode" FROM "{SystemState._meta.db_table}" s WHERE s."id" = 1),
-                (SELECT p."quantity" FROM "{Position._meta.db_table}" p
+                (SELECT p."quantity" FROM "{position}" p
                   WHERE p."account_id" = %(account)s AND p."instrument_id" = i."id"),
-                EXISTS (SELECT 1 FROM "{Order._meta.db_table}" o
+                EXISTS (SELECT 1 FROM "{order}" o
                   WHERE o."account_id" = %(account)s AND o."instrument_id" = i."id"
-                    AND o."status" = ANY(%(open)s))
+                    AND o."status" = ANY(%(open)s)),
+                ref."close", ref."close_ts",
+                (SELECT json_agg(json_build_array(p."instrument_id", p."quantity"::text,
+                                                  p."last_price"::text, p."avg_price"::text)
+                                 ORDER BY p."instrument_id")
+                   FROM "{position}" p
+                  WHERE p."account_id" = %(account)s AND p."quantity" <> 0),
+                (SELECT json_agg(json_build_array(oi."symbol", o."side", o."quantity"::text,
+                                                  o."created_at")
+                                 ORDER BY o."created_at" DESC, o."id" DESC)
+                   FROM "{order}" o JOIN "{Instrument._meta.db_table}" oi
+                     ON oi."id" = o."instrument_id"
+                  WHERE o."account_id" = %(account)s AND o."status" <> %(denied)s
+                    AND o."created_at" >= %(now)s - make_interval(secs => greatest(
+                        60, %(floor)s, coalesce(rl."duplicate_window_seconds", 0))))
             FROM "{Instrument._meta.db_table}" i
             LEFT JOIN "{RiskLimit._meta.db_table}" rl ON rl."account_id" = %(account)s
+            LEFT JOIN LATERAL ({last}) ref ON true
             WHERE i."symbol" = %(symbol)s
         """  # noqa: S608 - table and column names from the models, values as parameters
-    return _decision_sql
+    return _decision_sql[reference]
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
 
 
 def decision_inputs(
-    *, account_id: int, symbol: str, open_statuses: Sequence[str]
+    *,
+    account_id: int,
+    symbol: str,
+    open_statuses: Sequence[str],
+    now: datetime,
+    last_close: bool = False,
+    timeframe: str | None = None,
 ) -> DecisionInputs:
-    """The instrument, the system mode, the position, whether an order is working (one of
-    ``open_statuses``) and the risk limit row, in one round trip.
+    """Everything ``decision_make`` reads, in one round trip (it is on the path from a bar
+    to the order at the broker): the instrument, the system mode, the position, whether an
+    order is working (one of ``open_statuses``), the risk limit row, the account's open
+    positions and its orders of the last minute (or duplicate window, if longer) before
+    ``now``; with ``last_close``, also the instrument's last stored close and its bar's
+    close time (of ``timeframe``, else of whichever stored timeframe closed last).
 
     Raises ``Instrument.DoesNotExist`` when ``symbol`` is unknown, as ``Instrument.objects.get``.
     """
+    reference = ("timeframe" if timeframe else "any") if last_close else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            _decision_inputs_sql(),
-            {"account": account_id, "symbol": symbol, "open": list(open_statuses)},
+            _decision_inputs_sql(reference),
+            {
+                "account": account_id,
+                "symbol": symbol,
+                "open": list(open_statuses),
+                "tf": timeframe,
+                "now": now,
+                "floor": settings.RISK_MIN_DUPLICATE_WINDOW_SECONDS,
+                "denied": OrderStatus.DENIED.value,
+            },
         )
         row = cursor.fetchone()
     if row is None:
         raise Instrument.DoesNotExist(f"Instrument matching query does not exist: {symbol!r}")
     instrument, at = instance_from_row(Instrument, row, 0)
     limit, at = instance_from_row(RiskLimit, row, at)
-    mode, quantity, working = row[at : at + 3]
+    mode, quantity, working, close, close_ts, positions, orders = row[at : at + 7]
     return DecisionInputs(
         instrument=instrument,
         mode=mode,
         position_quantity=quantity if quantity is not None else Decimal(0),
         working=bool(working),
         limit=limit,
+        last_close=close,
+        last_close_ts=close_ts,
+        positions=tuple(
+            (inst, Decimal(qty), _decimal(mark), _decimal(avg))
+            for inst, qty, mark, avg in (positions or ())
+        ),
+        orders=tuple(
+            RecentOrder(sym, Side(side), Decimal(qty), datetime.fromisoformat(created))
+            for sym, side, qty, created in (orders or ())
+        ),
     )
 
 
 # --- pre-trade context --------------------------------------------------------------------
 
 
-_RISK_CONTEXT_SQL: list[str] = []
-
-
-def _risk_context_sql() -> str:
-    """The account's open positions and its orders since ``since`` (not DENIED), one
-    statement; tables from the models, values as parameters."""
-    if not _RISK_CONTEXT_SQL:
-        position, order = Position._meta.db_table, Order._meta.db_table
-        instrument = Order._meta.get_field("instrument").related_model._meta.db_table
-        _RISK_CONTEXT_SQL.append(f"""
-            SELECT false, p."instrument_id", NULL::varchar, NULL::varchar, p."quantity",
-                   p."last_price", p."avg_price", NULL::timestamptz, p."id"
-              FROM "{position}" p
-             WHERE p."account_id" = %(account)s AND p."quantity" <> 0
-            UNION ALL
-            SELECT true, NULL::bigint, i."symbol", o."side", o."quantity",
-                   NULL::numeric, NULL::numeric, o."created_at", o."id"
-              FROM "{order}" o JOIN "{instrument}" i ON i."id" = o."instrument_id"
-             WHERE o."account_id" = %(account)s AND o."created_at" >= %(since)s
-               AND o."status" <> %(denied)s
-            ORDER BY 1, 2, 8 DESC, 9 DESC
-        """)  # noqa: S608
-    return _RISK_CONTEXT_SQL[0]
-
-
 def risk_context_for(
     *,
-    account_id: int,
-    instrument_id: int,
+    known: DecisionInputs,
     mode: SystemMode,
     last_price: Decimal,
     position_quantity: Decimal,
     limits: RiskLimits,
     now: datetime,
+    reference_ts: datetime | None = None,
+    reference_age_seconds: float | None = None,
 ) -> RiskContext:
-    """Everything ``order_check`` needs about the account, in one query (it is on the path
-    from a bar to the order at the broker).
+    """Everything ``order_check`` needs about the account, from what ``decision_inputs``
+    read (no query).
 
-    Gross exposure marks each position at its last mark (this instrument at
-    ``last_price``); the order flow counts the account's orders that were not DENIED
-    (those never left) created in the last minute, and lists those inside the
-    duplicate window. Positions come in instrument order, orders newest first.
+    ``last_price`` is the market's reference price (seen at ``reference_ts``,
+    ``reference_age_seconds`` old; None: there is none, see ``RiskContext``). Gross
+    exposure marks each position at its last mark (this instrument at ``last_price``);
+    the order flow counts the account's orders that were not DENIED (those never left)
+    created in the last minute, and lists those inside the duplicate window (newest
+    first).
     """
     gross = _ZERO
-    open_positions = 0
+    instrument_id = known.instrument.pk
+    for inst_id, quantity, mark, avg in known.positions:
+        price = last_price if inst_id == instrument_id else (mark or avg or _ZERO)
+        gross += abs(quantity) * price
     window = limits.duplicate_window_seconds or 0
-    since = now - timedelta(seconds=max(60, window))
-    recent: list[RecentOrder] = []
-    last_minute = 0
     minute_ago = now - timedelta(seconds=60)
     dup_since = now - timedelta(seconds=window)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _risk_context_sql(),
-            {"account": account_id, "since": since, "denied": OrderStatus.DENIED.value},
-        )
-        rows = cursor.fetchall()
-    for is_order, inst_id, symbol, side, quantity, mark, avg, created_at, _id in rows:
-        if not is_order:
-            open_positions += 1
-            price = last_price if inst_id == instrument_id else (mark or avg)
-            gross += abs(quantity) * price
-            continue
-        if created_at >= minute_ago:
+    last_minute = 0
+    recent: list[RecentOrder] = []
+    for order in known.orders:
+        if order.created_at >= minute_ago:
             last_minute += 1
-        if created_at >= dup_since:
-            recent.append(RecentOrder(symbol, Side(side), quantity, created_at))
+        if order.created_at >= dup_since:
+            recent.append(order)
     return RiskContext(
         mode=mode,
         last_price=last_price,
         position_quantity=position_quantity,
         gross_exposure=gross,
-        open_positions=open_positions,
+        open_positions=len(known.positions),
         orders_last_minute=last_minute,
         recent_orders=tuple(recent),
         now=now,
+        reference_ts=reference_ts,
+        reference_age_seconds=reference_age_seconds,
     )
 
 

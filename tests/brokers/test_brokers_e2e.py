@@ -47,6 +47,7 @@ def _decide(account: Account, symbol: str, price: str, stake: str = "1000") -> O
         strategy="sma_cross",
         strategy_params={"fast": 10, "slow": 30},
         stake=Decimal(stake),
+        reference_price=Decimal(price), reference_ts=T0,
     )  # fmt: skip
     assert outcome.order is not None
     return outcome.order

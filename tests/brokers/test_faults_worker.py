@@ -56,6 +56,7 @@ def _decide(account: Any, symbol: str = "BTC-USD", price: str = "20000") -> Orde
         strategy="sma_cross",
         strategy_params={"fast": 10, "slow": 30},
         stake=Decimal("1000"),
+        reference_price=Decimal(price), reference_ts=T0,
     )  # fmt: skip
     assert outcome.order is not None
     return outcome.order

@@ -63,6 +63,8 @@ def _decide(
         strategy_params=PARAMS,
         stake=STAKE,
         source="integration-test",
+        reference_price=price,
+        reference_ts=ts,
     )
     assert outcome.order is not None, f"no order decided: {outcome.decision.inputs}"
     return outcome.order

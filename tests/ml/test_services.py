@@ -134,6 +134,8 @@ def test_live_strategy_when_bars_arrive_then_predictions_logged_and_decision_lin
         strategy="ml",
         strategy_params=strategy.params,
         stake=Decimal(100),
+        reference_price=signal.price,
+        reference_ts=signal.ts,
     )
     # Assert
     assert Prediction.objects.filter(model_version=active).count() > 0

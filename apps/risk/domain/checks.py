@@ -27,7 +27,12 @@ class RiskLimits:
 
     ``None`` means "not enforced" (the backtest's unlimited run); the live path always
     fills every field from the account's RiskLimit row capped by the settings ceilings.
-    ``price_collar_pct`` is a fraction (0.05 = 5 % away from the last price).
+    ``price_collar_pct`` is a fraction (0.05 = 5 % away from the market's reference
+    price, ``RiskContext.last_price``). ``reference_max_age_seconds`` is how old that
+    reference may be (``RiskContext.reference_age_seconds``); it comes from the setting
+    RISK_REFERENCE_PRICE_MAX_AGE_SECONDS, not from the account's row (it is a property of
+    the market data, not a risk appetite). When it is set, an order without a reference
+    price, or with a stale one, is denied.
     """
 
     max_order_notional: Decimal
@@ -37,6 +42,7 @@ class RiskLimits:
     price_collar_pct: Decimal | None = None
     max_orders_per_minute: int | None = None
     duplicate_window_seconds: int | None = None
+    reference_max_age_seconds: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,13 @@ class RiskContext:
     the non-flat ones; ``orders_last_minute`` the orders created in the 60 s before
     ``now``; ``recent_orders`` those within the duplicate window. ``kill_switch_order``
     marks the kill switch's own closing orders (the only orders KILL lets out).
+
+    ``last_price`` is the market's reference price for the instrument (the feed's last
+    trade or close, else the last stored close), which the price collar compares the
+    order's price with; ``reference_ts`` is when that price was seen and
+    ``reference_age_seconds`` how old it was when the decision was taken (None: no
+    reference was found, and ``last_price`` is then only the decision price used to value
+    the order; the reference check denies it when references are enforced).
     """
 
     mode: SystemMode
@@ -69,6 +82,8 @@ class RiskContext:
     recent_orders: tuple[RecentOrder, ...] = ()
     now: datetime | None = None
     kill_switch_order: bool = False
+    reference_ts: datetime | None = None
+    reference_age_seconds: float | None = None
 
 
 class CheckResult:
@@ -350,15 +365,61 @@ def check_open_positions(intent: OrderIntent, ctx: RiskContext, limits: RiskLimi
 
 # --- price and flow guards ---------------------------------------------------------------
 
+_REFERENCE_KEYS = ("reference_price", "reference_ts", "age_seconds", "max_age_seconds")
+
+
+def check_reference_price(intent: OrderIntent, ctx: RiskContext, limits: RiskLimits) -> CheckResult:
+    """Fail when there is no market reference price, or when it is older than
+    ``limits.reference_max_age_seconds`` (the collar would compare with a stale price).
+
+    Not enforced (passes, "no limit") when ``reference_max_age_seconds`` is None: the
+    backtest, whose ``last_price`` is the bar's close by construction.
+    """
+    limit = limits.reference_max_age_seconds
+    age = ctx.reference_age_seconds
+    known = age is not None
+    raw = (
+        ctx.last_price if known else "none",
+        ctx.reference_ts.isoformat() if ctx.reference_ts is not None else "none",
+        round(age, 3) if age is not None else "none",
+        limit,
+    )
+    if limit is None:
+        return CheckResult("reference_price", True, "no limit", _REFERENCE_KEYS, raw)
+    if age is None:
+        return CheckResult(
+            "reference_price",
+            False,
+            "no reference price: no last trade from the feed and no stored close",
+            _REFERENCE_KEYS,
+            raw,
+        )
+    if age > limit:
+        return CheckResult(
+            "reference_price",
+            False,
+            "reference price {reference_price} is {age_seconds} s old > {max_age_seconds} s",
+            _REFERENCE_KEYS,
+            raw,
+        )
+    return CheckResult(
+        "reference_price", True, "{age_seconds} s old <= {max_age_seconds} s", _REFERENCE_KEYS, raw
+    )
+
+
 _COLLAR_KEYS = ("price", "last_price", "deviation", "limit")
 
 
 def check_price_collar(intent: OrderIntent, ctx: RiskContext, limits: RiskLimits) -> CheckResult:
-    """Fail when the order's price is further than ``price_collar_pct`` from the last price.
+    """Fail when the order's price is further than ``price_collar_pct`` from the market's
+    reference price (``ctx.last_price``).
 
     The order's price is its limit price, else the price it was decided at
     (``decision_price``), else the last price. Deviation = ``|price - last| / last``
-    (a fraction). A non-positive last price fails: nothing can be valued against it.
+    (a fraction). A non-positive last price fails: nothing can be valued against it;
+    so does a missing reference when references are enforced
+    (``limits.reference_max_age_seconds`` set and ``ctx.reference_age_seconds`` None):
+    a collar that has nothing to compare with does not pass.
     """
     limit = limits.price_collar_pct
     if intent.order_type is OrderType.LIMIT and intent.limit_price is not None:
@@ -366,8 +427,13 @@ def check_price_collar(intent: OrderIntent, ctx: RiskContext, limits: RiskLimits
     else:
         price = intent.decision_price if intent.decision_price is not None else ctx.last_price
     last = ctx.last_price
+    if limits.reference_max_age_seconds is not None and ctx.reference_age_seconds is None:
+        raw: tuple[object, ...] = (price, "none", "n/a", limit)
+        return CheckResult(
+            "price_collar", False, "no reference price to compare {price} with", _COLLAR_KEYS, raw
+        )
     if last <= 0:
-        raw: tuple[object, ...] = (price, last, "n/a", limit)
+        raw = (price, last, "n/a", limit)
         return CheckResult(
             "price_collar", False, "no valid last price ({last_price})", _COLLAR_KEYS, raw
         )
@@ -448,6 +514,7 @@ CHECK_NAMES = (
     "max_position",
     "max_gross_exposure",
     "max_open_positions",
+    "reference_price",
     "price_collar",
     "max_orders_per_minute",
     "duplicate_order",
@@ -462,7 +529,8 @@ def order_check(*, intent: OrderIntent, ctx: RiskContext, limits: RiskLimits) ->
     intent
         The validated order intent.
     ctx
-        Mode, last price, position, account exposure and recent order flow.
+        Mode, the market's reference price and its age, position, account exposure
+        and recent order flow.
     limits
         The ceilings to enforce.
 
@@ -478,6 +546,7 @@ def order_check(*, intent: OrderIntent, ctx: RiskContext, limits: RiskLimits) ->
         check_position(intent, ctx, limits),
         check_gross_exposure(intent, ctx, limits),
         check_open_positions(intent, ctx, limits),
+        check_reference_price(intent, ctx, limits),
         check_price_collar(intent, ctx, limits),
         check_order_rate(intent, ctx, limits),
         check_duplicate(intent, ctx, limits),

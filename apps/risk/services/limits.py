@@ -189,4 +189,6 @@ def risk_limits_from(row: RiskLimit | None) -> RiskLimits:
         price_collar_pct=capped("price_collar_pct", "RISK_CEILING_PRICE_COLLAR_PCT"),
         max_orders_per_minute=capped("max_orders_per_minute", "RISK_CEILING_MAX_ORDERS_PER_MINUTE"),
         duplicate_window_seconds=floor if window is None else max(window, floor),
+        # From the settings only: how fresh the market data must be, not a per-account policy.
+        reference_max_age_seconds=settings.RISK_REFERENCE_PRICE_MAX_AGE_SECONDS,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
@@ -59,6 +60,9 @@ def decision_make(
     strategy_params: dict[str, Any],
     stake: Decimal,
     source: str = "engine",
+    reference_price: Decimal | None = None,
+    reference_ts: datetime | None = None,
+    timeframe: str | None = None,
 ) -> DecisionOutcome:
     """Turn a strategy signal into a recorded decision and, when approved, an order to send.
 
@@ -68,10 +72,33 @@ def decision_make(
     hypothetical trade recorded (filled at the next bar's open by the engine); the
     position it decides on is the real one plus what this observation period would
     have traded, so the hypothetical book enters and exits as live trading would.
+
+    The price collar compares the order's price with the market's reference price:
+    ``reference_price`` seen at ``reference_ts`` (the feed's last trade or close and its
+    time, given by the engine), else the instrument's last stored close (of ``timeframe``
+    when given, else of any stored timeframe) and its bar's close time. Its age is
+    ``signal.ts - reference_ts`` (the market's clock, so a replay is judged as live
+    trading; 0 when the reference is newer than the signal's bar); older than
+    RISK_REFERENCE_PRICE_MAX_AGE_SECONDS, or no reference at all, denies the order (check
+    "reference_price"). Raises ``ValueError`` (nothing recorded) for a ``reference_price``
+    without a timezone-aware ``reference_ts``.
     """
-    # Instrument, mode, position, working orders and limits: one round trip (the hot path).
+    if reference_price is not None and (reference_ts is None or reference_ts.utcoffset() is None):
+        raise ValueError(
+            f"decision_make: reference_price={reference_price} needs a timezone-aware "
+            f"reference_ts (the time that price was seen), got {reference_ts!r}"
+        )
+    # Instrument, mode, position, working orders, limits, the account's positions and
+    # recent orders and, without a reference price from the caller, the last stored close:
+    # one round trip (the hot path).
+    now = timezone.now()
     known = decision_inputs(
-        account_id=account.pk, symbol=signal.instrument, open_statuses=OPEN_STATUSES
+        account_id=account.pk,
+        symbol=signal.instrument,
+        open_statuses=OPEN_STATUSES,
+        now=now,
+        last_close=reference_price is None,
+        timeframe=timeframe,
     )
     instrument = known.instrument
     mode = SystemMode(known.mode if known.mode is not None else system_state_get().mode)
@@ -135,14 +162,23 @@ def decision_make(
             reason=f"{strategy} {signal.action}",
         )
 
+    if reference_price is None:
+        reference_price, reference_ts = known.last_close, known.last_close_ts
+    age = (
+        max(0.0, (signal.ts - reference_ts).total_seconds())
+        if reference_price is not None and reference_ts is not None
+        else None
+    )
     ctx = risk_context_for(
-        account_id=account.pk,
-        instrument_id=instrument.pk,
+        known=known,
         mode=mode,
-        last_price=signal.price,
+        # No reference: the order is valued at its decision price (and denied for it).
+        last_price=reference_price if age is not None else signal.price,
         position_quantity=position_qty,
         limits=limits,
-        now=timezone.now(),
+        now=now,
+        reference_ts=reference_ts if age is not None else None,
+        reference_age_seconds=age,
     )
     risk = order_check(intent=intent, ctx=ctx, limits=limits)
     checks = _checks_json(risk.checks)
@@ -183,16 +219,18 @@ def decision_make(
         action = DecisionAction.BUY if intent.side is Side.BUY else DecisionAction.SELL
     else:
         action = DecisionAction.DENIED
+    if risk.approved:
+        from apps.trading.tasks import order_send as order_send_task
+
+        # Registered first, so it runs first on commit: the order leaves before the panel's
+        # broadcasts are built (each serializes its payload in this thread).
+        order_id = order.pk
+        transaction.on_commit(lambda: _enqueue_send(order_send_task, order_id))
     decision = decision_record(
         checks=checks, action=action, order_ids=[order.client_order_id], **common
     )
     realtime.broadcast_decision(decision)
     realtime.broadcast_order(order)
-    if risk.approved:
-        from apps.trading.tasks import order_send as order_send_task
-
-        order_id = order.pk
-        transaction.on_commit(lambda: _enqueue_send(order_send_task, order_id))
     return DecisionOutcome(decision, order)
 
 

@@ -125,6 +125,72 @@ def test_open_positions_adding_to_a_held_one_passes_at_the_limit() -> None:
     assert r.values["opens_new_position"] == "False"
 
 
+# --- reference_price ---------------------------------------------------------------------
+
+REFERENCED = RiskLimits(
+    max_order_notional=D(100_000),
+    max_position_notional=D(100_000),
+    price_collar_pct=D("0.05"),
+    reference_max_age_seconds=300,
+)
+
+
+def test_reference_price_fresh_passes_with_its_price_time_and_age() -> None:
+    seen = NOW - timedelta(seconds=12)
+    _, r = check(
+        "reference_price",
+        intent(decision_price=D(101)),
+        ctx(reference_ts=seen, reference_age_seconds=12.0),
+        REFERENCED,
+    )
+    assert r.passed
+    assert r.values == {
+        "reference_price": "100",
+        "reference_ts": seen.isoformat(),
+        "age_seconds": "12.0",
+        "max_age_seconds": "300",
+    }
+
+
+def test_reference_price_stale_fails_with_its_age() -> None:
+    decision, r = check(
+        "reference_price",
+        intent(decision_price=D(100)),
+        ctx(reference_ts=NOW - timedelta(seconds=301), reference_age_seconds=301.0),
+        REFERENCED,
+    )
+    assert not r.passed
+    assert r.detail == "reference price 100 is 301.0 s old > 300 s"
+    assert [c.name for c in decision.failed] == ["reference_price"]
+
+
+def test_reference_price_missing_fails_and_the_collar_does_not_pass_without_it() -> None:
+    decision, r = check("reference_price", intent(decision_price=D(100)), ctx(), REFERENCED)
+    assert not r.passed
+    assert r.values["reference_price"] == "none"
+    assert [c.name for c in decision.failed] == ["reference_price", "price_collar"]
+    collar = {c.name: c for c in decision.checks}["price_collar"]
+    assert collar.detail == "no reference price to compare 100 with"
+
+
+def test_reference_price_not_enforced_without_a_max_age() -> None:
+    _, r = check("reference_price", intent(), ctx(), LIMITS)
+    assert r.passed
+    assert r.detail == "no limit"
+
+
+def test_price_collar_compares_with_the_reference_not_the_decision_price() -> None:
+    # The order was decided at 20; the market's reference is 10: 100 % away.
+    _, r = check(
+        "price_collar",
+        intent(decision_price=D(20)),
+        ctx(last_price=D(10), reference_ts=NOW, reference_age_seconds=0.0),
+        REFERENCED,
+    )
+    assert not r.passed
+    assert (r.values["price"], r.values["last_price"], r.values["deviation"]) == ("20", "10", "1")
+
+
 # --- price_collar ------------------------------------------------------------------------
 
 

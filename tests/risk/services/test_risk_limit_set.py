@@ -106,7 +106,13 @@ def signal(price: str = "100", action: SignalAction = SignalAction.ENTER_LONG) -
 
 def decide(account, stake: str = "1000"):  # noqa: ANN001, ANN201
     return decision_make(
-        account=account, signal=signal(), strategy="sma_cross", strategy_params={}, stake=D(stake)
+        account=account,
+        signal=signal(),
+        strategy="sma_cross",
+        strategy_params={},
+        stake=D(stake),
+        reference_price=D(100),
+        reference_ts=T0,
     )
 
 

@@ -33,12 +33,16 @@ def signal(action: SignalAction, price: str = "100", symbol: str = "BTC-USD") ->
 
 
 def decide(account, action=SignalAction.ENTER_LONG, price="100", stake="1000"):  # noqa: ANN001, ANN201
+    """A decision with the market's reference price given as the engine gives it: the
+    signal's own close, seen at the signal's time (the collar and reference checks pass)."""
     return decision_make(
         account=account,
         signal=signal(action, price),
         strategy="sma_cross",
         strategy_params=PARAMS,
         stake=D(stake),
+        reference_price=D(price),
+        reference_ts=T0,
     )
 
 

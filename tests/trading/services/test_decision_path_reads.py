@@ -1,7 +1,8 @@
 """The decision path's reads: few round trips, nothing cached that could go stale.
 
-decision_make reads the instrument, the mode, the position, the working orders and the
-risk limit row in one statement, and order_send's first transaction reads the order,
+decision_make reads the instrument, the mode, the position, the working orders, the
+risk limit row, the account's positions and recent orders (and the last stored close when
+no reference price is given) in one statement, and order_send's first transaction reads the order,
 the mode (share lock, taken before the order's row lock) and the position in one.
 """
 
@@ -47,6 +48,8 @@ def decide_on(account, symbol: str, stake: str = "1000"):  # noqa: ANN001, ANN20
         strategy="sma_cross",
         strategy_params=PARAMS,
         stake=D(stake),
+        reference_price=D("100"),
+        reference_ts=T0,
     )
 
 
@@ -112,7 +115,7 @@ def test_decision_when_no_system_state_row_yet_then_normal_and_row_created() -> 
     assert SystemState.objects.get(pk=1).mode == "normal"
 
 
-def test_decision_when_approved_then_two_reads_and_two_inserts() -> None:
+def test_decision_when_approved_then_one_read_and_two_inserts() -> None:
     account = paper_account()
     instrument()
     hold_long(account, "5")  # a position and a filled order: the reads have rows to find
@@ -124,8 +127,9 @@ def test_decision_when_approved_then_two_reads_and_two_inserts() -> None:
 
     assert outcome.order.status == "initialized"
     sql = statements(ctx)
-    # decision inputs; risk context (positions + recent orders); the order; the decision log
-    assert [s.split()[0] for s in sql] == ["SELECT", "SELECT", "INSERT", "INSERT"]
+    # decision inputs with the risk context (positions + recent orders); the order; the
+    # decision log
+    assert [s.split()[0] for s in sql] == ["SELECT", "INSERT", "INSERT"]
 
 
 def test_decision_when_working_order_then_hold_after_one_read() -> None:

@@ -50,10 +50,16 @@ def bar(i: int, open_: str, close: str) -> Bar:
     return Bar("BTC-USD", T0 + timedelta(minutes=i), o, max(o, c), min(o, c), c, D(1000))
 
 
+def bar_before() -> None:
+    """The bar stored before the replay starts: the reference price of the first decision
+    (the engine decides on a bar before storing it)."""
+    bar_store(bar=bar(-1, "99", "99"), timeframe="1m", instrument_id=instrument().pk)
+
+
 def test_observation_decisions_build_a_hypothetical_book_with_pnl() -> None:
     # Arrange
     account = paper_account()
-    instrument()
+    bar_before()
     system_mode_set(mode=SystemMode.OBSERVATION, actor="t", source="cli", reason="watch")
     engine = Engine.for_account(
         account=account,
@@ -92,6 +98,8 @@ def test_hypothetical_open_position_is_marked_at_the_last_bar() -> None:
         strategy="x",
         strategy_params={},
         stake=D(1000),
+        reference_price=D(100),
+        reference_ts=T0,
     )
     engine = Engine.for_account(
         account=account,
@@ -160,7 +168,7 @@ def test_risk_page_when_observation_traded_then_hypothetical_pnl_shown(client, s
 
     # Arrange: the same observation round trip as above (+100 before fees)
     account = paper_account()
-    instrument()
+    bar_before()
     system_mode_set(mode=SystemMode.OBSERVATION, actor="t", source="cli", reason="watch")
     engine = Engine.for_account(
         account=account,

@@ -37,6 +37,16 @@ RISK_MIN_DUPLICATE_WINDOW_SECONDS = env_number(
 RISK_MAX_DUPLICATE_WINDOW_SECONDS = env_number(
     "RISK_MAX_DUPLICATE_WINDOW_SECONDS", 3600, int, minimum=0
 )
+# How old the market's reference price may be when an order is decided (the price collar
+# compares the order's price with it; older, or none at all, denies the order). The age is
+# taken on the market's clock: the signal's bar time minus the time the reference was seen
+# (the feed's last trade, else the close time of the last stored bar), so a replay and a
+# live feed are judged alike. With bars stored as they come, the previous bar closes when
+# the signal's bar opens (age 0 on every timeframe); the limit is the gap in the data that
+# is still tolerated: 5 minutes = four missing 1-minute bars, any missing hourly bar.
+RISK_REFERENCE_PRICE_MAX_AGE_SECONDS = env_number(
+    "RISK_REFERENCE_PRICE_MAX_AGE_SECONDS", 300, int, minimum=1
+)
 
 # Monitoring (fractions): drawdown warning / automatic KILL, daily loss warning / PAUSE.
 RISK_DRAWDOWN_WARN = env_number("RISK_DRAWDOWN_WARN", Decimal("0.10"), Decimal, minimum=0)
