@@ -21,7 +21,7 @@ import logging
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -141,9 +141,10 @@ class LiveFeed(ABC):
         subscriptions: Sequence[Subscription],
         sink: FeedSink,
         *,
-        validation: ValidationConfig | None = None,
+        validation: ValidationConfig | Mapping[str, ValidationConfig] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``validation``: one config for every series, or one per instrument symbol."""
         if not subscriptions:
             raise ValueError(f"{type(self).__name__} needs at least one subscription")
         for sub in subscriptions:
@@ -154,7 +155,15 @@ class LiveFeed(ABC):
         self.sink = sink
         self.clock = clock
         self.gates = {
-            sub.key: SeriesGate(self.name, sub, sink, validation=validation, clock=clock)
+            sub.key: SeriesGate(
+                self.name,
+                sub,
+                sink,
+                validation=validation.get(sub.instrument)
+                if isinstance(validation, Mapping)
+                else validation,
+                clock=clock,
+            )
             for sub in self.subscriptions
         }
 

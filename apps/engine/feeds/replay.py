@@ -52,9 +52,15 @@ class ReplayLiveFeed(LiveFeed):
         paths: Sequence[Path],
         speed: float,
         loop: bool = False,
-        validation: ValidationConfig | None = None,
+        validation_for: Callable[[str], ValidationConfig] | None = None,
         clock: Callable[[], datetime] = lambda: _REPLAY_NOW,
     ) -> None:
+        self.validation_for = validation_for
+        validation = (
+            {s.instrument: validation_for(s.instrument) for s in subscriptions}
+            if validation_for
+            else None
+        )
         super().__init__(subscriptions, sink, validation=validation, clock=clock)
         wanted = {s.key for s in self.subscriptions}
         self.paths = [
@@ -82,6 +88,7 @@ class ReplayLiveFeed(LiveFeed):
             on_reject=self._reject,
             start=start,
             sleep=lambda seconds: stop.wait(seconds),
+            validation_for=self.validation_for,
         )
         for bar in feed:
             if stop.is_set():

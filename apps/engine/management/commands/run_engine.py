@@ -23,7 +23,7 @@ from apps.engine.live import LiveLoop, PlansUnusable, QueueSink
 from apps.engine.runner import Engine, EnginePlan
 from apps.engine.selectors import PlanSpec, plans_active, plans_version
 from apps.engine.watchdog import feeds_watch
-from apps.marketdata.services import validation_config_for
+from apps.marketdata.config import validation_config_for
 from apps.ml.domain.errors import MlError
 from apps.model.errors import MarketDataError
 from apps.strategies.domain.base import Strategy
@@ -212,7 +212,16 @@ class Command(BaseCommand):
         loop = settings.REPLAY_LOOP and not options["no_loop"]
 
         def replay_feeds(subs: Sequence[Subscription], sink: QueueSink) -> list[LiveFeed]:
-            return [ReplayLiveFeed(subs, sink, paths=paths, speed=speed, loop=loop)]
+            return [
+                ReplayLiveFeed(
+                    subs,
+                    sink,
+                    paths=paths,
+                    speed=speed,
+                    loop=loop,
+                    validation_for=validation_config_for,
+                )
+            ]
 
         # No trading until the books agree with the broker's (OBSERVATION until then).
         for account in {p.account.pk: p.account for p in plans}.values():
