@@ -29,20 +29,20 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(scope="module")
 def sample_bars():
-    return list(itertools.islice(read_bars(SAMPLE), 900))
+    return list(itertools.islice(read_bars(SAMPLE), 500))
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_restarts_when_at_random_bars_then_decisions_equal_an_uninterrupted_run(
     eager_celery, sample_bars, seed
 ) -> None:
     steady = paper_account("100000", name="steady", max_order="2000")
     restarted = paper_account("100000", name="restarted", max_order="2000")
     rng = random.Random(seed)
-    points = rng.sample(range(1, len(sample_bars)), 8)
+    points = rng.sample(range(1, len(sample_bars)), 6)
 
     assert run(sma_plan(steady, "AAA-USD"), renamed(sample_bars, "AAA-USD")) == 1
-    assert run(sma_plan(restarted, "BBB-USD"), renamed(sample_bars, "BBB-USD"), points) == 9
+    assert run(sma_plan(restarted, "BBB-USD"), renamed(sample_bars, "BBB-USD"), points) == 7
 
     expected = decisions(steady)
     assert len([d for d in expected if d[2] in ("buy", "sell")]) >= 4  # it really traded
@@ -95,12 +95,12 @@ def test_engine_when_bar_already_stored_then_skipped_not_decided_again(
 ) -> None:
     account = paper_account("100000", max_order="2000")
     plan = sma_plan(account, "AAA-USD")
-    bars = renamed(sample_bars[:300], "AAA-USD")
+    bars = renamed(sample_bars[:150], "AAA-USD")
     engine = Engine(plans=[plan])
-    assert engine.run(bars) == 300
+    assert engine.run(bars) == 150
     before = decisions(account)
 
     again = Engine(plans=[plan])
     assert again.run(bars) == 0
-    assert again.bars_skipped == 300
+    assert again.bars_skipped == 150
     assert decisions(account) == before
