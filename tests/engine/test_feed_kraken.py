@@ -295,7 +295,8 @@ def test_a_malformed_row_is_rejected_and_the_rest_emitted(runner: Runner, fake: 
     sink.wait_through(through)
 
     assert len(sink.rejects) == 1
-    assert sink.rejects[0].reason == UNPARSEABLE and '"n/a"' in sink.rejects[0].raw
+    assert sink.rejects[0].reason == UNPARSEABLE
+    assert '"n/a"' in sink.rejects[0].raw
     assert sink.emitted(through) == [b for b in file_bars(SINCE, through) if b.ts != bad_bar]
     assert FeedState.DISCONNECTED not in sink.state_names
 
@@ -324,7 +325,8 @@ def test_a_rate_limit_backs_off_and_the_feed_continues(runner: Runner, fake: Kra
     sink.wait_through(through)
 
     lost = [(d, at) for s, d, at in sink.states if s is FeedState.DISCONNECTED]
-    assert len(lost) == 1 and "rate limit" in lost[0][0]
+    assert len(lost) == 1
+    assert "rate limit" in lost[0][0]
     next_call = min(c.at for c in fake.calls if c.at > lost[0][1])
     assert next_call - lost[0][1] >= 180.0 / SPEED * 0.9  # waited out the backoff
     assert sink.emitted(through) == file_bars(SINCE, through)
