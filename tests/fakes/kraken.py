@@ -5,6 +5,8 @@ exactly what the Kraken adapter and ccxt's ``load_markets`` call:
 
 - public ``Time``, ``SystemStatus``, ``Assets``, ``AssetPairs`` (BTC/USD, ETH/USD,
   ETH/BTC with Kraken's real ids, altnames and field shapes: XXBTZUSD / XBTUSD ...);
+- public ``OHLC`` (``pair``, ``interval``, ``since``) served from a recorded candle file
+  (``load_ohlc``) on the fake's own market clock (``market``): see "Market data" below;
 - private ``Balance``, ``BalanceEx``, ``AddOrder``, ``CancelOrder``, ``CancelAll``,
   ``CancelAllOrdersAfter``, ``OpenOrders``, ``ClosedOrders``, ``QueryOrders``,
   ``TradesHistory``.
@@ -34,6 +36,29 @@ Test controls (all thread-safe): ``fill``, ``cancel_behind_back``, ``set_balance
 ``add_order_calls``, ``orders_by_cl_ord_id``, ``order``, ``open_orders``,
 ``calls``/``calls_to``, ``dead_man_*``.
 
+Market data. ``load_ohlc(pair, path)`` loads a recorded OHLCV CSV (``shared/data`` format)
+as that pair's 1-minute (or other) candles; longer intervals are aggregated from them.
+``OHLC`` answers in Kraken's exact shape (``{"error": [], "result": {"XXBTZUSD":
+[[time, "open", "high", "low", "close", "vwap", "volume", count], ...], "last": time}}``)
+as Kraken does: only the most recent ``ohlc_history`` (720) committed candles exist,
+``since`` is exclusive (``time > since``), ``last`` is the open time of the newest
+committed candle, and the current frame comes last, still forming. A frame is committed
+``commit_lag`` market seconds after it closes; until then it is served as forming. A
+forming candle is shown as at its first instant (O=H=L=C=open, volume 0), so a client
+that emits it emits a bar unlike the file's. ``ohlc_page`` caps the committed candles
+per answer (Kraken: 720) so that a client's paging can be tested. The file's prices and
+volume go out as written; vwap (typical price) and count are the fake's inventions
+(the Apache-2.0 files have neither). Minutes the file lacks stay missing (Kraken itself
+would serve a flat zero-volume candle for them).
+The market clock (``MarketClock``) is what ``OHLC`` and ``Time`` call "now": by default
+real time; ``market.set(epoch, speed=600)`` runs it from ``epoch`` at 600x real time
+(``speed=0`` holds it still until the test moves it).
+OHLC controls: ``corrupt_next`` (let the test change the next answer's result before it
+goes out), ``cut_next`` (send the headers and half the body, then close the socket),
+``pass_next`` (answer the next call normally: queue it before a fault to hit a later
+call), plus every fault control above (``disconnect_next``, ``malformed_next``,
+``rate_limit_next``, ...), all by endpoint name ``"OHLC"``.
+
 Use it as a context manager (``with KrakenFake() as fake: ...``) or from a pytest
 fixture (``yield from kraken_fake_running()``); bench scripts import it the same way.
 """
@@ -41,6 +66,8 @@ fixture (``yield from kraken_fake_running()``); bench scripts import it the same
 from __future__ import annotations
 
 import base64
+import bisect
+import csv
 import hashlib
 import hmac
 import itertools
@@ -51,17 +78,20 @@ import string
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 PAGE_SIZE = 50  # Kraken's page for ClosedOrders and TradesHistory
 QUERY_ORDERS_MAX = 50
+OHLC_HISTORY = 720  # Kraken keeps (and answers) the most recent 720 committed candles
+OHLC_INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)  # minutes, as Kraken lists them
 
 ASSETS: dict[str, dict[str, Any]] = {
     "XXBT": {
@@ -309,11 +339,115 @@ class Call:
 
 @dataclass
 class _Fault:
-    kind: str  # "error" | "http" | "raw" | "disconnect"
+    kind: str  # "error" | "http" | "raw" | "disconnect" | "cut" | "mutate" | "pass"
     errors: list[str] = field(default_factory=list)
     status: int = 200
     body: str = ""
     after: bool = False  # process the request first, then answer with the fault
+    mutate: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """An answer to break off: headers and half the body, then the socket closes."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+class MarketClock:
+    """The fake venue's "now" (epoch seconds): real time, or ``speed`` x real time from a
+    point the test sets (``speed=0``: still until ``set``/``advance``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._epoch: float | None = None  # None: real time
+        self._anchor = 0.0
+        self.speed = 1.0
+
+    def set(self, epoch: float | datetime, *, speed: float | None = None) -> None:
+        if isinstance(epoch, datetime):
+            epoch = epoch.timestamp()
+        with self._lock:
+            self._epoch = float(epoch)
+            self._anchor = time.monotonic()
+            if speed is not None:
+                self.speed = speed
+
+    def advance(self, seconds: float) -> None:
+        self.set(self.now() + seconds)
+
+    def now(self) -> float:
+        with self._lock:
+            if self._epoch is None:
+                return time.time()
+            return self._epoch + (time.monotonic() - self._anchor) * self.speed
+
+    def now_datetime(self) -> datetime:
+        return datetime.fromtimestamp(self.now(), tz=UTC)
+
+
+@dataclass(frozen=True)
+class _Candle:
+    ts: int  # open time, epoch seconds
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+
+
+class _Series:
+    """One pair's recorded candles at its base interval, and aggregates of them."""
+
+    def __init__(self, candles: list[_Candle], interval: int) -> None:
+        self.interval = interval
+        self._by_interval: dict[int, tuple[list[int], list[_Candle]]] = {
+            interval: ([c.ts for c in candles], candles)
+        }
+
+    def at(self, interval: int) -> tuple[list[int], list[_Candle]]:
+        if interval not in self._by_interval:
+            self._by_interval[interval] = self._aggregate(interval)
+        return self._by_interval[interval]
+
+    def _aggregate(self, interval: int) -> tuple[list[int], list[_Candle]]:
+        frame = interval * 60
+        groups: dict[int, list[_Candle]] = {}
+        for c in self._by_interval[self.interval][1]:
+            groups.setdefault(c.ts - c.ts % frame, []).append(c)
+        out = [
+            _Candle(
+                ts,
+                g[0].open,
+                str(max(Decimal(c.high) for c in g)),
+                str(min(Decimal(c.low) for c in g)),
+                g[-1].close,
+                str(sum((Decimal(c.volume) for c in g), Decimal(0))),
+            )
+            for ts, g in sorted(groups.items())
+        ]
+        return [c.ts for c in out], out
+
+
+def _read_candles(path: str | Path) -> list[_Candle]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        header = next(rows)
+        if header != ["timestamp", "open", "high", "low", "close", "volume"]:
+            raise ValueError(f"{path}: not an OHLCV CSV (header {header})")
+        return [
+            _Candle(
+                int(datetime.fromisoformat(r[0].replace("Z", "+00:00")).timestamp()),
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+            )
+            for r in rows
+        ]
 
 
 class Hold:
@@ -358,6 +492,15 @@ class _Handler(BaseHTTPRequestHandler):
         if reply is None:  # an injected disconnect: close without a byte of answer
             self.close_connection = True
             return
+        if isinstance(reply, _Cut):  # headers and half the body, then the socket closes
+            self.close_connection = True
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body[: len(reply.body) // 2])
+            self.wfile.flush()
+            return
         status, content_type, body = reply
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -379,6 +522,9 @@ class KrakenFake:
         api_secret: str | None = None,
         balances: dict[str, Decimal | str] | None = None,
         time_scale: float = 1.0,
+        ohlc_history: int = OHLC_HISTORY,
+        ohlc_page: int = OHLC_HISTORY,
+        commit_lag: float = 0.0,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret or base64.b64encode(secrets.token_bytes(64)).decode()
@@ -402,6 +548,11 @@ class KrakenFake:
         self._stopping = False
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
+        self.market = MarketClock()
+        self.ohlc_history = ohlc_history
+        self.ohlc_page = ohlc_page
+        self.commit_lag = commit_lag
+        self._series: dict[str, _Series] = {}
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -627,6 +778,30 @@ class KrakenFake:
             self._all_holds.append(hold)
         return hold
 
+    def cut_next(self, endpoint: str, *, times: int = 1) -> None:
+        """Send the status, the headers and half the body, then close the socket."""
+        self._add_fault(endpoint, _Fault("cut", after=True), times)
+
+    def pass_next(self, endpoint: str, *, times: int = 1) -> None:
+        """Answer the next ``times`` calls normally (queue before a fault to delay it)."""
+        self._add_fault(endpoint, _Fault("pass"), times)
+
+    def corrupt_next(
+        self, endpoint: str, mutate: Callable[[dict[str, Any]], None], *, times: int = 1
+    ) -> None:
+        """Let ``mutate`` change the next answer's ``result`` (in place) before it is sent."""
+        self._add_fault(endpoint, _Fault("mutate", after=True, mutate=mutate), times)
+
+    def load_ohlc(self, pair: str, path: str | Path, *, interval: int = 1) -> int:
+        """Serve ``path`` (an OHLCV CSV, one ``interval``-minute candle a row) as ``pair``'s
+        candles on ``OHLC``; return the number of candles."""
+        candles = _read_candles(path)
+        if interval not in OHLC_INTERVALS:
+            raise ValueError(f"interval {interval} is not one of Kraken's {OHLC_INTERVALS}")
+        with self._lock:
+            self._series[pair_id(pair)] = _Series(candles, interval)
+        return len(candles)
+
     def expire_dead_man_now(self) -> None:
         """Fire an armed dead-man timer at once (no effect when it is not armed)."""
         with self._cond:
@@ -686,7 +861,7 @@ class KrakenFake:
 
     def _handle(
         self, method: str, path: str, query: str, raw: str, headers: Any
-    ) -> tuple[int, str, bytes] | None:
+    ) -> tuple[int, str, bytes] | _Cut | None:
         parts = path.strip("/").split("/")
         endpoint = parts[-1] if parts else ""
         api = parts[1] if len(parts) == 3 else ""
@@ -701,6 +876,8 @@ class KrakenFake:
             self._calls.append(Call(endpoint, dict(params), time.time()))
             faults = self._faults.get(endpoint)
             fault = faults.popleft() if faults else None
+            if fault is not None and fault.kind == "pass":
+                fault = None
             holds = self._holds.get(endpoint)
             hold = holds.popleft() if holds else None
         if fault is not None and not fault.after:
@@ -713,13 +890,18 @@ class KrakenFake:
                 result = self._public(endpoint, params)
             else:
                 raise KrakenError("EGeneral:Unknown method")
+            if fault is not None and fault.kind == "mutate" and fault.mutate is not None:
+                fault.mutate(result)
+                fault = None
             reply = self._json(200, {"error": [], "result": result})
         except KrakenError as exc:
             reply = self._json(200, {"error": exc.errors, "result": {}})
         if hold is not None:
             hold.arrived.set()
             hold.wait()
-        if fault is not None:
+        if fault is not None and fault.kind == "cut":
+            return _Cut(*reply)
+        if fault is not None and fault.kind != "mutate":
             return self._fault_reply(fault)
         return reply
 
@@ -760,7 +942,7 @@ class KrakenFake:
 
     def _public(self, endpoint: str, params: dict[str, str]) -> Any:
         if endpoint == "Time":
-            now = time.time()
+            now = self.market.now()
             return {"unixtime": int(now), "rfc1123": formatdate(now, usegmt=True)}
         if endpoint == "SystemStatus":
             return {"status": "online", "timestamp": _iso(time.time())}
@@ -768,7 +950,42 @@ class KrakenFake:
             return ASSETS
         if endpoint == "AssetPairs":
             return ASSET_PAIRS
+        if endpoint == "OHLC":
+            return self._ohlc(params)
         raise KrakenError("EGeneral:Unknown method")
+
+    def _ohlc(self, params: dict[str, str]) -> dict[str, Any]:
+        try:
+            pid = pair_id(params.get("pair", ""))
+        except ValueError:
+            raise KrakenError("EQuery:Unknown asset pair") from None
+        raw_interval = params.get("interval") or "1"
+        if not raw_interval.isdigit() or int(raw_interval) not in OHLC_INTERVALS:
+            raise KrakenError("EGeneral:Invalid arguments:interval")
+        interval = int(raw_interval)
+        since_raw = params.get("since")
+        since = _decimal(since_raw)
+        if since_raw not in (None, "") and since is None:
+            raise KrakenError("EGeneral:Invalid arguments:since")
+        with self._lock:
+            series = self._series.get(pid)
+        if series is None or interval % series.interval:
+            return {pid: [], "last": int(since or 0)}
+        times, candles = series.at(interval)
+        frame = interval * 60
+        now = self.market.now()
+        started = bisect.bisect_right(times, now)  # candles whose frame has begun
+        committed = bisect.bisect_right(times, now - frame - self.commit_lag)
+        first = max(0, committed - self.ohlc_history)
+        if since is not None:
+            first = max(first, bisect.bisect_right(times, since))
+        end = min(committed, first + self.ohlc_page)
+        rows: list[list[Any]] = [_kraken_row(c) for c in candles[first:end]]
+        if end >= committed:  # the committed tail went out: the forming frame(s) follow
+            for c in candles[committed:started]:
+                rows.append([c.ts, c.open, c.open, c.open, c.open, "0.0", "0.00000000", 0])
+        last = times[committed - 1] if committed else int(since or 0)
+        return {pid: rows, "last": last}
 
     def _private(self, endpoint: str, params: dict[str, str]) -> Any:
         handler = {
@@ -1040,6 +1257,16 @@ def _decimal(value: str | None) -> Decimal | None:
     except (InvalidOperation, ValueError):
         return None
     return number if number.is_finite() else None
+
+
+def _kraken_row(c: _Candle) -> list[Any]:
+    volume = Decimal(c.volume)
+    if volume:
+        typical = (Decimal(c.high) + Decimal(c.low) + Decimal(c.close)) / 3
+        vwap, count = str(typical.quantize(Decimal("0.00001"))), 1 + int(volume * 10) % 50
+    else:
+        vwap, count = "0.0", 0
+    return [c.ts, c.open, c.high, c.low, c.close, vwap, c.volume, count]
 
 
 def _iso(ts: float) -> str:
