@@ -552,6 +552,7 @@ class KrakenFake:
         self.ohlc_history = ohlc_history
         self.ohlc_page = ohlc_page
         self.commit_lag = commit_lag
+        self._auto_fill_stop = threading.Event()
         self._series: dict[str, _Series] = {}
 
     # -- life cycle ---------------------------------------------------------------
@@ -574,6 +575,7 @@ class KrakenFake:
         return self
 
     def stop(self) -> None:
+        self._auto_fill_stop.set()
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -801,6 +803,40 @@ class KrakenFake:
         with self._lock:
             self._series[pair_id(pair)] = _Series(candles, interval)
         return len(candles)
+
+    def market_price(self, pair: str) -> str | None:
+        """The price a market order meets now: the open of the frame forming at the market
+        clock's now (the next bar's open, as the paper broker fills), else the last close."""
+        with self._lock:
+            series = self._series.get(pair_id(pair))
+        if series is None:
+            return None
+        times, candles = series.at(series.interval)
+        started = bisect.bisect_right(times, self.market.now())
+        if not started:
+            return None
+        return candles[started - 1].open
+
+    def auto_fill(self, every: float = 0.05) -> None:
+        """Fill every open market order at ``market_price`` in a background thread (the
+        soak and end-to-end tests: a venue that executes what it is sent)."""
+
+        def loop() -> None:
+            while not self._auto_fill_stop.wait(every):
+                for o in self.open_orders():
+                    if o["descr"]["ordertype"] != "market":
+                        continue
+                    pid = pair_id(o["descr"]["pair"])
+                    price = self.market_price(pid)
+                    if price is not None:
+                        places = ASSET_PAIRS[pid]["pair_decimals"]
+                        try:
+                            self.fill(o["txid"], price=_fmt(Decimal(price), places))
+                        except (KeyError, ValueError):
+                            continue  # cancelled or filled meanwhile
+
+        self._auto_fill_stop.clear()
+        threading.Thread(target=loop, name="kraken-fake-auto-fill", daemon=True).start()
 
     def expire_dead_man_now(self) -> None:
         """Fire an armed dead-man timer at once (no effect when it is not armed)."""

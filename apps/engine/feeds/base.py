@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,25 @@ def timeframe_delta(timeframe: str) -> timedelta:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def scaled_clock(
+    origin: datetime, origin_at: float, scale: float
+) -> tuple[Callable[[], datetime], Callable[[threading.Event, float], bool]]:
+    """A market clock ``scale`` x real time that read ``origin`` at wall time ``origin_at``
+    (Unix seconds), and the matching wait (``seconds`` of market time). For accelerated
+    dev/test runs against a fake venue on the same clock (ENGINE_FEED_TIME_*)."""
+    if scale <= 0:
+        raise ValueError(f"feed time scale must be > 0, got {scale}")
+    anchor = time.monotonic() - (time.time() - origin_at)
+
+    def clock() -> datetime:
+        return origin + timedelta(seconds=(time.monotonic() - anchor) * scale)
+
+    def wait(stop: threading.Event, seconds: float) -> bool:
+        return stop.wait(max(0.0, seconds) / scale)
+
+    return clock, wait
 
 
 class FeedState(StrEnum):

@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -63,19 +63,16 @@ from apps.engine.feeds.base import (
     timeframe_delta,
     utcnow,
 )
+from apps.engine.feeds.timing import stop_wait as _stop_wait
 from apps.marketdata.domain.validation import UNPARSEABLE, ValidationConfig
 from apps.model.bars import Bar
-from apps.trading.venues.kraken.client import _check_api_url, _KrakenClient
+from apps.trading.venues.kraken.client import kraken_client
 from apps.trading.venues.kraken.mapping import SymbolMap, _dec, _Malformed
 
 logger = logging.getLogger(__name__)
 
 MAX_PAGES = 50  # OHLC calls per series per poll (Kraken answers everything in one)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _stop_wait(stop: threading.Event, seconds: float) -> bool:
-    return stop.wait(max(0.0, seconds))
 
 
 class _BadAnswer(Exception):
@@ -101,7 +98,7 @@ class KrakenFeed(LiveFeed):
         backoff_initial_seconds: float = 1.0,
         backoff_max_seconds: float = 60.0,
         rate_limit_backoff_seconds: float = 10.0,
-        validation: ValidationConfig | None = None,
+        validation: ValidationConfig | Mapping[str, ValidationConfig] | None = None,
         clock: Callable[[], datetime] = utcnow,
         wait: Callable[[threading.Event, float], bool] = _stop_wait,
     ) -> None:
@@ -122,17 +119,9 @@ class KrakenFeed(LiveFeed):
         ):
             if value < 0:
                 raise ValueError(f"kraken feed: {what} must be >= 0, not {value}")
-        self._exchange = _KrakenClient(
-            {"timeout": int(timeout_seconds * 1000), "enableRateLimit": rate_limit}
+        self._exchange = kraken_client(
+            api_url=api_url, timeout_seconds=timeout_seconds, rate_limit=rate_limit
         )
-        if api_url:
-            _check_api_url(api_url)
-            base = api_url.rstrip("/")
-            self._exchange.urls["api"] = {
-                **self._exchange.urls["api"],
-                "public": base,
-                "private": base,
-            }
         self._symbols = SymbolMap(
             [s.instrument for s in self.subscriptions], self._exchange.safe_currency_code
         )
@@ -147,6 +136,32 @@ class KrakenFeed(LiveFeed):
         self._venue_last: dict[tuple[str, str], datetime] = {}  # Kraken's ``last`` per series
         self.reconnects = 0
         self.gaps = 0  # backfills that could not reach back to the last emitted bar
+
+    @classmethod
+    def from_settings(
+        cls,
+        subscriptions: Sequence[Subscription],
+        sink: FeedSink,
+        *,
+        validation: ValidationConfig | Mapping[str, ValidationConfig] | None = None,
+    ) -> KrakenFeed:
+        """The feed the engine runs: KRAKEN_API_URL / KRAKEN_TIMEOUT_SECONDS / KRAKEN_RATE_LIMIT
+        (the venue's own settings) and the feeds' clock (``feed_timing``)."""
+        from django.conf import settings
+
+        from apps.engine.feeds.timing import feed_timing
+
+        clock, wait = feed_timing()
+        return cls(
+            subscriptions,
+            sink,
+            api_url=settings.KRAKEN_API_URL or None,
+            timeout_seconds=settings.KRAKEN_TIMEOUT_SECONDS,
+            rate_limit=settings.KRAKEN_RATE_LIMIT,
+            validation=validation,
+            clock=clock,
+            wait=wait,
+        )
 
     # -- the loop -----------------------------------------------------------------
 

@@ -81,6 +81,12 @@ REPLAY_LOOP = env_bool("REPLAY_LOOP", True)
 DATA_FEED_STALE_SECONDS = env_number("DATA_FEED_STALE_SECONDS", 300, int, minimum=1)
 # A series with no bar this long past its due time is alerted (then paused at the above).
 DATA_FEED_ALERT_SECONDS = env_number("DATA_FEED_ALERT_SECONDS", 120, int, minimum=0)
+# dev/test only (refused in staging/prod): run the live feeds' clock ENGINE_FEED_TIME_SCALE x
+# real time from ENGINE_FEED_TIME_ORIGIN (an ISO time) read at Unix time
+# ENGINE_FEED_TIME_ORIGIN_AT, against a fake venue on the same clock (the soak tests).
+ENGINE_FEED_TIME_SCALE = env_number("ENGINE_FEED_TIME_SCALE", 1.0, float, minimum=0.001)
+ENGINE_FEED_TIME_ORIGIN = env.str("ENGINE_FEED_TIME_ORIGIN", default="")
+ENGINE_FEED_TIME_ORIGIN_AT = env_number("ENGINE_FEED_TIME_ORIGIN_AT", 0.0, float, minimum=0)
 # A plan's strategy is warmed up on the stored bars from its creation less this many bars.
 ENGINE_WARMUP_BARS = env_number("ENGINE_WARMUP_BARS", 1000, int, minimum=0)
 

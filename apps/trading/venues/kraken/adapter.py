@@ -28,7 +28,7 @@ from apps.model.venues import (
     VenueRejected,
     VenueTemporaryError,
 )
-from apps.trading.venues.kraken.client import _check_api_url, _KrakenClient
+from apps.trading.venues.kraken.client import kraken_client
 from apps.trading.venues.kraken.errors import (
     _CONFIGURATION_ERRORS,
     _REJECTION_ERRORS,
@@ -105,22 +105,13 @@ class KrakenVenue:
                 f"({dead_man_refresh_seconds}) and be at most 86400, or 0 to disable it; "
                 f"not {dead_man_timeout_seconds}"
             )
-        self._exchange = _KrakenClient(
-            {
-                "apiKey": api_key,
-                "secret": api_secret,
-                "timeout": int(timeout_seconds * 1000),
-                "enableRateLimit": rate_limit,
-            }
+        self._exchange = kraken_client(
+            api_url=api_url,
+            timeout_seconds=timeout_seconds,
+            rate_limit=rate_limit,
+            api_key=api_key,
+            api_secret=api_secret,
         )
-        if api_url:
-            _check_api_url(api_url)
-            base = api_url.rstrip("/")
-            self._exchange.urls["api"] = {
-                **self._exchange.urls["api"],
-                "public": base,
-                "private": base,
-            }
         try:
             self._symbols = SymbolMap(instruments, self._exchange.safe_currency_code)
         except ValueError as exc:

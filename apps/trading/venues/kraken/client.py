@@ -41,3 +41,28 @@ def _check_api_url(api_url: str) -> None:
         raise VenueConfigurationError(
             f"kraken: api_url {api_url!r} must be https://HOST, or http:// to 127.0.0.1/localhost"
         )
+
+
+def kraken_client(
+    *,
+    api_url: str | None,
+    timeout_seconds: float,
+    rate_limit: bool,
+    api_key: str = "",
+    api_secret: str = "",
+) -> _KrakenClient:
+    """The ccxt client for Kraken (the adapter's and the market-data feed's), on ``api_url``
+    when given (checked: https, or http to loopback only)."""
+    exchange = _KrakenClient(
+        {
+            "apiKey": api_key,
+            "secret": api_secret,
+            "timeout": int(timeout_seconds * 1000),
+            "enableRateLimit": rate_limit,
+        }
+    )
+    if api_url:
+        _check_api_url(api_url)
+        base = api_url.rstrip("/")
+        exchange.urls["api"] = {**exchange.urls["api"], "public": base, "private": base}
+    return exchange
