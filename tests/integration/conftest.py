@@ -184,6 +184,7 @@ def wait_for(
     interval: float = 0.02,
     what: str = "condition",
     worker: CeleryWorker | None = None,
+    log: Callable[[], str] | None = None,
 ) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with the worker's log otherwise."""
     deadline = time.monotonic() + timeout
@@ -193,7 +194,9 @@ def wait_for(
             return value
         if time.monotonic() > deadline:
             tail = worker.log_tail() if worker else ""
+            more = f"\n--- log ---\n{log()}" if log else ""
             pytest.fail(
                 f"timed out after {timeout:.0f}s waiting for {what}\n--- worker log ---\n{tail}"
+                + more
             )
         time.sleep(interval)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.accounts.models import Account, Broker
@@ -276,7 +277,7 @@ class Command(BaseCommand):
             with pidfile(Path(settings.ENGINE_PIDFILE)):
                 process_metrics_start(process="engine")  # its CPU/RSS on /metrics
                 count = live.run()
-        except MarketDataError as exc:
+        except (MarketDataError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from exc
         except RuntimeError as exc:
             raise CommandError(str(exc)) from exc
