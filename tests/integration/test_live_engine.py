@@ -144,7 +144,7 @@ def test_staging_when_feed_drops_and_engine_restarts_then_bars_exact_and_books_c
         extra={"KRAKEN_API_URL": fake.url, "KRAKEN_RATE_LIMIT": "false", "TRADING_BROKER": "paper"},
     )
     worker = CeleryWorker(env, log_dir)
-    engine = engine_process(env, log_dir)
+    engine = engine_process(env, log_dir, "--source", "live")
     purge_execution_queue()
     worker.start()
     try:
@@ -219,7 +219,7 @@ def test_soak_when_two_hours_of_market_time_then_each_bar_and_order_once_and_mem
     )
     worker = CeleryWorker(env, log_dir)
     beat = beat_process(env, log_dir)
-    engine = engine_process(env, log_dir)
+    engine = engine_process(env, log_dir, "--source", "live")
     end = ORIGIN + timedelta(hours=2)
     purge_execution_queue()
     worker.start()
