@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from apps.accounts.models import Account
+from apps.accounts.models import Account, Broker
 from apps.marketdata.models import Instrument
 from apps.marketdata.services import instrument_get_or_create
 from apps.risk.models import RiskLimit
 from apps.trading.models import Order
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.services.common import new_client_order_id
+from apps.trading.venues.mapping import venue_order
+from apps.trading.venues.paper import PaperVenue
 
 T0 = datetime(2018, 4, 4, 12, 0, tzinfo=UTC)
 
@@ -42,7 +44,9 @@ def accepted_order(
     quantity: str = "2",
     decision_ts: datetime = T0,
 ) -> Order:
-    return Order.objects.create(
+    """An order the broker acknowledged: on a paper account it is on the paper broker's book
+    too (submitted to the paper venue, as ``orders_send`` does)."""
+    order = Order.objects.create(
         account=account,
         instrument=inst,
         client_order_id=new_client_order_id(),
@@ -50,6 +54,12 @@ def accepted_order(
         order_type="market",
         quantity=Decimal(quantity),
         status="accepted",
-        broker_order_id=f"paper-{new_client_order_id()}",
         decision_bar_ts=decision_ts,
     )
+    if account.broker == Broker.PAPER:
+        ack = PaperVenue(account).submit(venue_order(order))
+        order.broker_order_id = ack.broker_order_id
+    else:
+        order.broker_order_id = f"{account.broker}-{new_client_order_id()}"
+    order.save(update_fields=["broker_order_id"])
+    return order
