@@ -69,18 +69,28 @@ def _reconcile() -> None:
     assert reconcile_task() is not None  # the scheduled task, every account
 
 
-def _traded(open_order: bool = True) -> tuple[Account, Order, Order | None]:
-    """A paper account that bought 10 on the bar after T0 and (optionally) has its exit, a
-    sell of the 10, accepted and still working; a clean reconciliation afterwards."""
+def _clean(account: Account) -> None:
+    _reconcile()
+    assert system_mode_get() is SystemMode.NORMAL
+    assert not Discrepancy.objects.filter(account=account).exists()
+
+
+def _bought() -> tuple[Account, Order]:
+    """A paper account that bought 10 on the bar after T0; a clean reconciliation after."""
     account = paper_account()
     instrument()
     filled = _send(account)
     assert len(_match(account, _bar(T0 + MINUTE, "101"))) == 1
-    working = _send(account, SignalAction.EXIT_LONG) if open_order else None
-    _reconcile()
-    assert system_mode_get() is SystemMode.NORMAL
-    assert not Discrepancy.objects.exists()
+    _clean(account)
     filled.refresh_from_db()
+    return account, filled
+
+
+def _traded() -> tuple[Account, Order, Order]:
+    """``_bought`` with its exit, a sell of the 10, accepted and still working."""
+    account, filled = _bought()
+    working = _send(account, SignalAction.EXIT_LONG)
+    _clean(account)
     return account, filled, working
 
 
@@ -113,7 +123,6 @@ def test_paper_book_when_trading_then_it_mirrors_our_books_from_its_own_tables()
     assert set(PaperFill.objects.values_list("trade_id", flat=True)) == set(
         Fill.objects.values_list("trade_id", flat=True)
     )
-    assert working is not None
     assert PaperOrder.objects.get(client_order_id=working.client_order_id).side == "sell"
     assert PaperOrder.objects.get(client_order_id=working.client_order_id).status == "accepted"
 
@@ -272,7 +281,7 @@ def test_reconcile_when_a_working_order_is_marked_canceled_here_then_the_brokers
 
 
 def test_reconcile_when_a_filled_order_is_reopened_here_then_missing_at_the_broker() -> None:
-    account, filled, _ = _traded(open_order=False)
+    account, filled = _bought()
     Order.objects.filter(pk=filled.pk).update(status=OrderStatus.ACCEPTED.value)
 
     _reconcile()
@@ -355,7 +364,7 @@ def test_reconcile_when_the_paper_broker_cancelled_the_order_then_ours_follows_c
 
 
 def test_reconcile_when_the_paper_broker_has_an_order_we_never_sent_then_unknown() -> None:
-    account, _, _ = _traded(open_order=False)
+    account, _ = _bought()
     PaperOrder.objects.create(
         account=PaperAccount.objects.get(account=account),
         broker_order_id="paper-elsewhere",
@@ -377,8 +386,7 @@ def test_reconcile_when_the_paper_broker_has_an_order_we_never_sent_then_unknown
 
 
 def test_reconcile_when_trading_normally_then_every_run_is_clean() -> None:
-    account, _, working = _traded()
-    assert working is not None
+    account, _, _ = _traded()
     assert len(_match(account, _bar(T0 + 2 * MINUTE, "102"))) == 1  # the exit fills: flat
     _reconcile()
     again = order_send(order_id=decide(account, stake="500").order.pk)  # in again, with 5
@@ -393,4 +401,4 @@ def test_reconcile_when_trading_normally_then_every_run_is_clean() -> None:
     assert not Discrepancy.objects.exists()
     assert system_mode_get() is SystemMode.NORMAL
     runs = account.reconciliation_runs.order_by("id")
-    assert [r.outcome for r in runs] == [ReconciliationOutcome.CLEAN] * 4
+    assert [r.outcome for r in runs] == [ReconciliationOutcome.CLEAN] * 5

@@ -171,7 +171,9 @@ def _fills_book(books: dict[int, PaperAccount], booked: Iterable[tuple[PaperOrde
         order.avg_fill_price = money((paid + notional) / filled)
         order.filled_quantity = filled
         order.status = (
-            OrderStatus.FILLED.value if filled >= order.quantity else OrderStatus.PARTIALLY_FILLED.value
+            OrderStatus.FILLED.value
+            if filled >= order.quantity
+            else OrderStatus.PARTIALLY_FILLED.value
         )
         order.updated_at = now
         touched[order.pk] = order
@@ -194,6 +196,39 @@ def _fills_book(books: dict[int, PaperAccount], booked: Iterable[tuple[PaperOrde
     for book in {order.account_id: books[order.account_id] for order, _ in booked}.values():
         book.save(update_fields=["cash"])
     PaperFill.objects.bulk_create(rows)
+
+
+def paper_fill_book(*, account: Account, fill: Fill) -> bool:
+    """Book an execution the paper broker made outside its matching (a trade entered at
+    the broker by hand; tests seed positions with it) into ``account``'s paper book, once.
+
+    The order must be on the paper book (``PaperVenue.submit``). Returns False when the
+    trade id was booked before (nothing changes).
+
+    Raises
+    ------
+    VenueRejected
+        The paper broker has no order ``fill.client_order_id`` for ``account``, or the
+        fill is more than the order has left.
+    """
+    with transaction.atomic():
+        book = PaperVenue(account)._locked_book()
+        if PaperFill.objects.filter(trade_id=fill.trade_id).exists():
+            return False
+        row = PaperOrder.objects.filter(account=book, client_order_id=fill.client_order_id).first()
+        if row is None:
+            raise VenueRejected(
+                f"paper order {fill.client_order_id} is unknown: it was never submitted",
+                code="paper:unknown",
+            )
+        if row.status not in WORKING or fill.quantity > row.quantity - row.filled_quantity:
+            raise VenueRejected(
+                f"paper order {row.broker_order_id} ({row.status}, filled {row.filled_quantity} "
+                f"of {row.quantity}) cannot take a fill of {fill.quantity}",
+                code="paper:overfill",
+            )
+        _fills_book({book.pk: book}, [(row, fill)])
+    return True
 
 
 _CLOCK_SQL: list[str] = []
