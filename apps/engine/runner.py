@@ -91,6 +91,9 @@ class Engine:
         self.plans: tuple[EnginePlan, ...] = ()
         self.snapshot_every = snapshot_every
         self.default_feed = default_feed
+        # The timeframe of on_bar(bar) and run(bars) without one: the plans' if they share one.
+        timeframes = {p.timeframe for p in plans}
+        self.default_timeframe = timeframes.pop() if len(timeframes) == 1 else "1m"
         self.venue = PaperVenue()
         self._strategies: dict[tuple[str, str], Strategy] = {}  # (plan key, instrument)
         self._resume: dict[tuple[str, str], datetime | None] = {}  # series -> last stored ts
@@ -225,7 +228,7 @@ class Engine:
             self._instrument_ids[symbol] = instrument_id
         return instrument_id
 
-    def on_bar(self, feed: str | Bar, timeframe: str = "1m", bar: Bar | None = None) -> bool:
+    def on_bar(self, feed: str | Bar, timeframe: str = "", bar: Bar | None = None) -> bool:
         """One closed bar (``on_bar(bar)`` or the sink form ``on_bar(feed, timeframe, bar)``).
 
         1. working paper orders fill against this bar's open (decided on earlier bars);
@@ -237,7 +240,7 @@ class Engine:
         """
         if bar is None:
             assert isinstance(feed, Bar)
-            bar, feed = feed, self.default_feed
+            bar, feed, timeframe = feed, self.default_feed, self.default_timeframe
         assert isinstance(feed, str)
         resume = self.resume_after(bar.instrument, timeframe)
         if resume is not None and bar.ts <= resume:
@@ -312,9 +315,12 @@ class Engine:
         """Ask ``run`` (or the live loop) to return after the bar in progress."""
         self._stopping = True
 
-    def run(self, bars: Iterable[Bar], *, timeframe: str = "1m", feed: str | None = None) -> int:
+    def run(
+        self, bars: Iterable[Bar], *, timeframe: str | None = None, feed: str | None = None
+    ) -> int:
         """Process ``bars`` in order on this thread (replays, tests); returns bars processed."""
         feed = feed or self.default_feed
+        timeframe = timeframe or self.default_timeframe
         count = 0
         for bar in bars:
             if self._stopping:

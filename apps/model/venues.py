@@ -67,6 +67,9 @@ class VenueOrder:
     limit_price: Decimal | None = None
     reduce_only: bool = False
     broker_order_id: str | None = None  # known once acknowledged (cancel, status)
+    # The bar the decision was made on: the paper broker fills the order on later bars
+    # only (no look-ahead). Real brokers ignore it.
+    decision_bar_ts: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -165,3 +165,143 @@ class EquitySnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.ts:%Y-%m-%d %H:%M} {self.equity}"
+
+
+# --- the paper broker's own book ----------------------------------------------------------
+#
+# The paper venue (apps.trading.venues.paper) keeps what a real broker would keep, in its
+# own tables: its orders, its executions, its positions and its cash. It never reads our
+# Order, Fill, Position or Account.cash to answer a query, so reconciliation against it
+# finds a doctored row on either side as it would at a real broker. Written only by the
+# paper venue; the admin shows them read-only (the broker's view).
+
+PAPER_ORDER_STATUS_CHOICES = [
+    (s.value, s.value)
+    for s in (
+        DomainOrderStatus.ACCEPTED,
+        DomainOrderStatus.PARTIALLY_FILLED,
+        DomainOrderStatus.FILLED,
+        DomainOrderStatus.CANCELED,
+    )
+]
+
+
+class PaperAccount(models.Model):
+    """The paper broker's account of one of our accounts: its cash, from the starting cash."""
+
+    account = models.OneToOneField(Account, on_delete=models.PROTECT, related_name="paper_book")
+    currency = models.CharField(max_length=16)
+    cash = MoneyField(help_text="the paper broker's cash balance")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"paper book of {self.account_id}: {self.cash} {self.currency}"
+
+
+class PaperOrder(models.Model):
+    """An order as the paper broker holds it (one per client order id)."""
+
+    account = models.ForeignKey(PaperAccount, on_delete=models.PROTECT, related_name="orders")
+    broker_order_id = models.CharField(max_length=64, unique=True)
+    client_order_id = models.CharField(max_length=64)
+    instrument = models.CharField(max_length=32, help_text="our symbol, e.g. BTC-USD")
+    side = models.CharField(max_length=4, choices=[("buy", "buy"), ("sell", "sell")])
+    order_type = models.CharField(max_length=8, choices=[("market", "market"), ("limit", "limit")])
+    quantity = QuantityField()
+    limit_price = PriceField(null=True, blank=True)
+    filled_quantity = QuantityField(default=Decimal(0))
+    avg_fill_price = PriceField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=PAPER_ORDER_STATUS_CHOICES)
+    eligible_after = models.DateTimeField(
+        help_text="fills only on bars that open after this (the decision bar)"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("created_at", "id")
+        indexes = [
+            models.Index(fields=["instrument", "status"], name="paperorder_instrument_status"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "client_order_id"], name="paperorder_client_id_unique"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(quantity__gt=0), name="paperorder_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(filled_quantity__gte=0)
+                & models.Q(filled_quantity__lte=models.F("quantity")),
+                name="paperorder_filled_within_quantity",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.broker_order_id} {self.side} {self.quantity} {self.instrument} {self.status}"
+
+
+class PaperFill(models.Model):
+    """An execution the paper broker made; each trade id is booked once."""
+
+    account = models.ForeignKey(PaperAccount, on_delete=models.PROTECT, related_name="fills")
+    order = models.ForeignKey(PaperOrder, on_delete=models.PROTECT, related_name="fills")
+    trade_id = models.CharField(max_length=96, unique=True)
+    side = models.CharField(max_length=4)
+    quantity = QuantityField()
+    price = PriceField()
+    fee = MoneyField()
+    ts = models.DateTimeField(help_text="execution time (the bar's open, or the kill mark's)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("ts", "id")
+        indexes = [models.Index(fields=["account", "ts"], name="paperfill_account_ts")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(quantity__gt=0), name="paperfill_quantity_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trade_id} {self.side} {self.quantity} @ {self.price}"
+
+
+class PaperPosition(models.Model):
+    """The paper broker's position in one instrument (signed, average cost)."""
+
+    account = models.ForeignKey(PaperAccount, on_delete=models.PROTECT, related_name="positions")
+    instrument = models.CharField(max_length=32)
+    quantity = QuantityField(default=Decimal(0), help_text="signed: negative is short")
+    avg_price = PriceField(default=Decimal(0))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("account_id", "instrument")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "instrument"], name="paperposition_unique_per_instrument"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.instrument} {self.quantity}"
+
+
+class PaperClock(models.Model):
+    """The last bar of an instrument the paper broker matched for an account: a bar at or
+    before it is not matched again (a bar processed twice books nothing twice)."""
+
+    account = models.ForeignKey(PaperAccount, on_delete=models.CASCADE, related_name="clocks")
+    instrument = models.CharField(max_length=32)
+    last_bar_ts = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "instrument"], name="paperclock_unique_per_instrument"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.instrument} matched through {self.last_bar_ts}"

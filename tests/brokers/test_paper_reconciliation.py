@@ -1,4 +1,5 @@
-"""Reconciliation, outbox and resolution on the paper broker (whose book is our database).
+"""Reconciliation, outbox and resolution on the paper broker (which keeps its own book;
+tests/brokers/test_paper_book.py doctors either side and reconciles).
 
 The live brokers' discrepancies are driven through their loopback fakes in
 tests/brokers/test_faults.py; here: the start-up gate, the outbox, resolution rights,

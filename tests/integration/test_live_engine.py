@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from apps.accounts.models import Account
 from apps.audit.models import DecisionLog
 from apps.brokers.models import ReconciliationOutcome, ReconciliationTrigger
 from apps.brokers.services.reconcile import reconcile_account
@@ -88,7 +89,7 @@ def btc() -> Instrument:
     return instrument
 
 
-def trading_plan(broker: str) -> object:
+def trading_plan(broker: str) -> Account:
     account = account_get_or_create(
         name=f"{broker}-live", broker=broker, currency="USD", starting_cash=Decimal("100000")
     )

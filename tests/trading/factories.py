@@ -5,13 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from apps.accounts.models import Account
+from apps.accounts.models import Account, Broker
 from apps.marketdata.models import Instrument
 from apps.marketdata.services import instrument_get_or_create
+from apps.model.orders import Fill as FillValue
+from apps.model.values import Side
 from apps.risk.models import RiskLimit
 from apps.trading.models import Order
 from apps.trading.services.accounts import account_get_or_create
 from apps.trading.services.common import new_client_order_id
+from apps.trading.services.fills import fill_apply
+from apps.trading.venues.mapping import venue_order
+from apps.trading.venues.paper import PaperVenue, paper_fill_book
 
 T0 = datetime(2018, 4, 4, 12, 0, tzinfo=UTC)
 
@@ -46,7 +51,9 @@ def accepted_order(
     quantity: str = "2",
     decision_ts: datetime = T0,
 ) -> Order:
-    return Order.objects.create(
+    """An order the broker acknowledged: on a paper account it is on the paper broker's book
+    too (submitted to the paper venue, as ``orders_send`` does)."""
+    order = Order.objects.create(
         account=account,
         instrument=inst,
         client_order_id=new_client_order_id(),
@@ -54,6 +61,39 @@ def accepted_order(
         order_type="market",
         quantity=Decimal(quantity),
         status="accepted",
-        broker_order_id=f"paper-{new_client_order_id()}",
         decision_bar_ts=decision_ts,
     )
+    if account.broker == Broker.PAPER:
+        ack = PaperVenue(account).submit(venue_order(order))
+        order.broker_order_id = ack.broker_order_id
+    else:
+        order.broker_order_id = f"{account.broker}-{new_client_order_id()}"
+    order.save(update_fields=["broker_order_id"])
+    return order
+
+
+def broker_fill(
+    order: Order,
+    *,
+    trade_id: str,
+    quantity: Decimal,
+    price: Decimal,
+    ts: datetime,
+    fee: Decimal = Decimal(0),
+) -> FillValue:
+    """An execution of ``order`` the broker made, booked on both sides: in the paper
+    broker's own book (for a paper account) and in ours through ``fill_apply``."""
+    fill = FillValue(
+        trade_id=trade_id,
+        client_order_id=order.client_order_id,
+        instrument=order.instrument.symbol,
+        side=Side(order.side),
+        quantity=quantity,
+        price=price,
+        fee=fee,
+        ts=ts,
+    )
+    if order.account.broker == Broker.PAPER:
+        paper_fill_book(account=order.account, fill=fill)
+    fill_apply(fill=fill)
+    return fill

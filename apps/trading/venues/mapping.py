@@ -26,4 +26,5 @@ def venue_order(order: Order) -> VenueOrder:
         limit_price=order.limit_price,
         reduce_only=order.reduce_only,
         broker_order_id=order.broker_order_id,
+        decision_bar_ts=order.decision_bar_ts,
     )

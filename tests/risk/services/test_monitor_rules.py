@@ -13,8 +13,6 @@ from apps.audit.models import AuditEvent
 from apps.engine.runner import Engine
 from apps.marketdata.domain.csvfile import read_bars
 from apps.model.bars import Bar
-from apps.model.orders import Fill as FillValue
-from apps.model.values import Side
 from apps.notifications.models import Alert
 from apps.risk.domain.modes import SystemMode
 from apps.risk.models import EquityMonitor, Incident, ModeChange
@@ -23,8 +21,7 @@ from apps.strategies.domain.base import Signal, SignalAction
 from apps.trading.models import Position
 from apps.trading.selectors import risk_overview
 from apps.trading.services.accounts import account_get_or_create
-from apps.trading.services.fills import fill_apply
-from tests.trading.factories import accepted_order, instrument
+from tests.trading.factories import accepted_order, broker_fill, instrument
 
 pytestmark = pytest.mark.django_db
 
@@ -57,18 +54,7 @@ def replay(quantity: str, until: datetime) -> tuple[list[Bar], object]:
     bars = [b for b in read_bars(CRASH) if DAY <= b.ts <= until]
     account = account_get_or_create(name="paper", starting_cash=D(10000))
     order = accepted_order(account, instrument(SYMBOL), quantity=quantity)
-    fill_apply(
-        fill=FillValue(
-            trade_id="seed",
-            client_order_id=order.client_order_id,
-            instrument=SYMBOL,
-            side=Side.BUY,
-            quantity=D(quantity),
-            price=bars[0].close,
-            fee=D(0),
-            ts=bars[0].ts,
-        )
-    )
+    broker_fill(order, trade_id="seed", quantity=D(quantity), price=bars[0].close, ts=bars[0].ts)
     engine = Engine.for_account(
         account=account,
         strategy_factory=Hold,

@@ -19,7 +19,8 @@ from tests.trading.services.test_decision_make import decide
 
 
 class RecordingVenue(PaperVenue):
-    def __init__(self, before_submit=None, hold: float = 0.0) -> None:
+    def __init__(self, account, before_submit=None, hold: float = 0.0) -> None:  # noqa: ANN001
+        super().__init__(account)
         self.sent: list[str] = []
         self.before_submit = before_submit
         self.hold = hold
@@ -35,7 +36,7 @@ def test_order_send_when_kill_lands_after_submitted_then_never_reaches_broker(mo
     account = paper_account()
     instrument()
     order = decide(account, SignalAction.ENTER_LONG).order
-    venue = RecordingVenue()
+    venue = RecordingVenue(account)
     killed = []
 
     def venue_after_kill(_account, **_kw):  # noqa: ANN001, ANN003, ANN202 - KILL between steps 1 and 2
@@ -62,7 +63,7 @@ def test_kill_when_send_in_progress_then_waits_for_it_and_cancels_the_order(monk
 
     monkeypatch.setattr(order_send_task, "delay", lambda **kw: None)  # send it ourselves
     order = decide(account, SignalAction.ENTER_LONG).order
-    venue = RecordingVenue(hold=1.0)
+    venue = RecordingVenue(account, hold=1.0)
     monkeypatch.setattr(services, "venue_for", lambda _account, **_kw: venue)
     sender = threading.Thread(
         target=lambda: (services.order_send(order_id=order.pk), connection.close())
