@@ -195,7 +195,7 @@ def test_staging_when_feed_drops_and_engine_restarts_then_bars_exact_and_books_c
     sent = Order.objects.filter(account=account).exclude(status__in=["denied", "initialized"])
     assert sent.exists()
     run = reconcile_account(account=account, trigger=ReconciliationTrigger.COMMAND)
-    assert run.outcome == ReconciliationOutcome.CLEAN, run.discrepancies
+    assert run.outcome == ReconciliationOutcome.CLEAN, run.error
 
 
 def test_soak_when_two_hours_of_market_time_then_each_bar_and_order_once_and_memory_flat(
