@@ -104,6 +104,13 @@ def row(label: str, values_us: list[float], unit: str = "us") -> None:
     )
 
 
+def load_average(when: str) -> None:
+    """The 1/5/15-minute load averages: figures from a loaded machine are not comparable
+    with a quiet one's (the issue asks for them next to the figures)."""
+    one, five, fifteen = os.getloadavg()
+    print(f"  load average ({when}): {one:.2f} {five:.2f} {fifteen:.2f}")
+
+
 def merged(paths: list[Path]) -> Iterator[Bar]:
     return heapq.merge(*(read_bars(p) for p in paths), key=attrgetter("ts"))
 
@@ -412,6 +419,7 @@ def main() -> int:
     sample = sorted(sample_dir.glob(SAMPLE_GLOB))
     require_data(sample or [sample_dir / SAMPLE_GLOB], f"--sample-dir DIR or {SAMPLE_DIR_ENV}")
     print(f"decision latency bench: Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    load_average("start")
     if not args.skip_pure:
         shared, explicit = data_dir(args.shared_data, SHARED_DATA_ENV, SHARED_DATA_DEFAULT)
         long = shared / LONG
@@ -446,9 +454,12 @@ def main() -> int:
         if args.bars:
             bars = bars[: args.bars]
         print(f"Redis {redis_url}, database {database_name(bench_url)}")
+        load_average("before (b)")
         bench_eager(bars)
         flush_database()
+        load_average("before (c)")
         bench_worker(bars, env)
+        load_average("end")
     return 0
 
 

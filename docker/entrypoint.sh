@@ -27,7 +27,11 @@ case "$role" in
             --proxy-headers --forwarded-allow-ips='*' --no-access-log "$@" ;;
     execution)
         # One sender per broker account: the execution queue has a single-process worker.
-        exec celery -A tradebot worker -Q execution -P solo -n execution@%h -l INFO "$@" ;;
+        # Its one thread also reads the broker connection: no gossip (it would receive and
+        # process every other worker's task events), no mingle (nothing is revoked here),
+        # no worker heartbeats; remote control (inspect ping, the healthcheck) stays on.
+        exec celery -A tradebot worker -Q execution -P solo -n execution@%h -l INFO \
+            --without-gossip --without-mingle --without-heartbeat "$@" ;;
     worker)
         exec celery -A tradebot worker -Q default,reconciliation,maintenance,ml -c 2 -n worker@%h -l INFO "$@" ;;
     beat)
