@@ -224,6 +224,7 @@ class TwsFake:
         self._market_now: datetime | None = None
         self._history_plans: deque[tuple[str, int, str]] = deque()  # (kind, code, message)
         self._realtime_plans: deque[tuple[int, str]] = deque()  # (code, message)
+        self._farm_broken = False  # market data farm down: 5-second bars are not sent
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -511,7 +512,7 @@ class TwsFake:
             sent = 0
             slot = _floor(self._market_now, 5)
             while slot + timedelta(seconds=5) <= to:
-                if slot + timedelta(seconds=5) > self._market_now:
+                if slot + timedelta(seconds=5) > self._market_now and not self._farm_broken:
                     for session in self._sessions:
                         for req_id, symbol in list(session.realtime.items()):
                             bar = self._five_second_bar(symbol, slot)
@@ -524,6 +525,29 @@ class TwsFake:
 
         return self._call(advance)
 
+    def break_market_data_farm(self) -> None:
+        """TWS loses its market data farm: 2103 to every client, and no 5-second bars are
+        sent until ``restore_market_data_farm`` (the market goes on: those bars are lost)."""
+
+        def broken() -> None:
+            self._farm_broken = True
+            for session in self._sessions:
+                if session.ready:
+                    session.send(4, 2, -1, 2103, "Market data farm connection is broken:usfarm")
+
+        self._call(broken)
+
+    def restore_market_data_farm(self) -> None:
+        """2104 to every client; 5-second bars flow again."""
+
+        def restored() -> None:
+            self._farm_broken = False
+            for session in self._sessions:
+                if session.ready:
+                    session.send(4, 2, -1, 2104, "Market data farm connection is OK:usfarm")
+
+        self._call(restored)
+
     def fail_next_historical(self, code: int, message: str) -> None:
         """Answer the next reqHistoricalData with ERR_MSG ``code`` (162: pacing violation)."""
         self._call(lambda: self._history_plans.append(("error", code, message)))
@@ -531,6 +555,10 @@ class TwsFake:
     def drop_connection_on_next_historical(self) -> None:
         """Drop the connection when the next reqHistoricalData arrives (mid-backfill)."""
         self._call(lambda: self._history_plans.append(("drop", 0, "")))
+
+    def hold_next_historical(self) -> None:
+        """Never answer the next reqHistoricalData (a hanging HMDS)."""
+        self._call(lambda: self._history_plans.append(("hold", 0, "")))
 
     def fail_next_realtime(self, code: int, message: str) -> None:
         """Refuse the next reqRealTimeBars with ERR_MSG ``code`` (420: pacing)."""
@@ -1279,6 +1307,8 @@ class TwsFake:
             kind, code, message = self._history_plans.popleft()
             if kind == "drop":
                 session.writer.transport.abort()
+                return
+            if kind == "hold":
                 return
             session.send(4, 2, req_id, code, message)
             return
