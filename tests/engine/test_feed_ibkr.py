@@ -137,7 +137,11 @@ class Running:
             now = min(to, (now.replace(second=0) + MINUTE))
             self.fake.advance_market(now)
             expected = file_bars(SINCE, now, step)
-            assert self.sink.wait(lambda s, e=expected: s.series(timeframe) == e), (
+
+            def caught_up(sink: RecordingSink, expected: list[Bar] = expected) -> bool:
+                return sink.series(timeframe) == expected
+
+            assert self.sink.wait(caught_up), (
                 f"at {now}: emitted {self.sink.series(timeframe)[-3:]} expected {expected[-3:]}"
             )
 
@@ -325,6 +329,27 @@ def test_farm_messages_when_received_then_logged_and_the_series_is_undisturbed(
     assert run.feed.connections == 1
 
 
+@pytest.mark.parametrize(("restored", "subscriptions"), [(1101, 2), (1102, 1)])
+def test_tws_link_when_lost_and_restored_then_reported_and_the_series_is_undisturbed(
+    fake, start_feed, restored, subscriptions
+) -> None:
+    run = start_feed()
+    run.live()
+    run.step_to(utc(11, 50))
+    fake.emit_error(1100, "Connectivity between IB and Trader Workstation has been lost.")
+    assert run.sink.wait(lambda s: s.states[-1][0] == FeedState.DISCONNECTED)
+    assert "1100" in run.sink.states[-1][1]
+    fake.advance_market(utc(11, 51, 40))
+    fake.emit_error(restored, "Connectivity between IB and Trader Workstation has been restored")
+    assert run.sink.wait(lambda s: s.states[-1][0] == FeedState.LIVE)
+    # 1101 (data lost): TWS dropped the subscription, the feed makes it again.
+    assert fake.wait_for_calls("reqRealTimeBars", subscriptions)
+    run.step_to(utc(12, 0))
+    assert run.sink.series() == file_bars(SINCE, utc(12, 0))
+    assert fake.call_count("reqRealTimeBars") == subscriptions
+    assert run.feed.connections == 1
+
+
 def test_historical_pacing_violation_when_received_then_backs_off_and_continues(
     fake, start_feed
 ) -> None:
@@ -379,11 +404,12 @@ def test_malformed_messages_when_received_then_counted_rejected_and_the_stream_g
     fake.advance_market(utc(11, 48, 20))
     fake.send_malformed("bad_realtime_bar")
     fake.send_malformed("garbage")
+    fake.send_malformed("bad_historical")
     # A 5-second bar that decodes but is not a bar: high below low.
     p = Decimal("167.00")
     assert fake.send_realtime_bar("SPY", utc(11, 48, 20), (p, p - 1, p + 1, p, Decimal(100))) == 1
     assert run.sink.wait(lambda s: len(s.rejects) == 1)
-    assert eventually(lambda: run.feed.malformed == 2)
+    assert eventually(lambda: run.feed.malformed == 3)
     run.step_to(utc(12, 0))
     assert run.sink.series() == file_bars(SINCE, utc(12, 0))  # 11:48 repaired from history
     assert run.sink.rejects[0].reason == "5s bar: high_below_low"

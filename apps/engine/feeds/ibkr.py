@@ -696,7 +696,7 @@ class IbkrFeed(LiveFeed):
             logger.warning("IBKR feed: %s farm broken (%s): %s", farm, code, message)
             self._broken_farms.add(farm)
             if farm == "market data":
-                for each in self._streams.values():
+                for each in list(self._streams.values()):
                     each.broken()
                 self.state(FeedState.DISCONNECTED, f"{farm} farm connection is broken ({code})")
             else:
@@ -705,12 +705,12 @@ class IbkrFeed(LiveFeed):
             logger.info("IBKR feed: data farm inactive but available (%s): %s", code, message)
         elif code == CONNECTIVITY_LOST:
             self._link_lost = True
-            for each in self._streams.values():
+            for each in list(self._streams.values()):
                 each.broken()
             self.state(FeedState.DISCONNECTED, f"TWS lost its connection to IB ({code})")
         elif code in (RESTORED_DATA_LOST, RESTORED_DATA_KEPT):
             self._link_lost = False
-            for each in self._streams.values():
+            for each in list(self._streams.values()):
                 each.broken()
                 if code == RESTORED_DATA_LOST:  # TWS dropped the subscriptions
                     self._queue_resubscribe(each, 0)
