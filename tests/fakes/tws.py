@@ -15,6 +15,18 @@ ways a real gateway does: fills before the ack, duplicate execution reports, can
 and orders behind the client's back, any error code, dropped or refused
 connections, placed orders held or never received, malformed messages.
 
+Market data (for the live feed): recorded 1-minute bars loaded per symbol
+(``load_bars``) and a market clock the test moves (``set_market_time``,
+``advance_market``). It answers reqHistoricalData (bars of any intraday size,
+aggregated from the minutes, the in-progress bar included as TWS does, error 162 "HMDS
+query returned no data" when there are none) and reqRealTimeBars: every 5 seconds of
+market time each subscription gets the 5-second bar TWS would send, ``split_minute``
+of the recorded minute (12 bars whose aggregate is the minute exactly), or a
+zero-volume bar at the last price when the minute had no trades. Controls: pacing
+and other errors on the next historical request or on the live subscriptions, a
+connection dropped on the next historical request, single hand-made 5-second bars.
+reqCurrentTime answers the market clock once one is set.
+
 The server runs its own asyncio loop in a daemon thread; every public method is
 thread-safe (it runs on that loop and waits for the result), so tests and bench
 scripts drive it from the main thread while ib_async runs its own loop there.
@@ -23,14 +35,17 @@ scripts drive it from the main thread while ib_async runs its own loop there.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import csv
 import struct
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
 from typing import Any
 
 SERVER_VERSION = 157
@@ -47,7 +62,11 @@ IN_MSG = {
     15: "reqAutoOpenOrders",
     16: "reqAllOpenOrders",
     17: "reqManagedAccts",
+    20: "reqHistoricalData",
+    25: "cancelHistoricalData",
     49: "reqCurrentTime",
+    50: "reqRealTimeBars",
+    51: "cancelRealTimeBars",
     58: "reqGlobalCancel",
     61: "reqPositions",
     62: "reqAccountSummary",
@@ -142,6 +161,7 @@ class _Session:
     client_id: int | None = None
     ready: bool = False
     positions_subscribed: bool = False
+    realtime: dict[int, str] = field(default_factory=dict)  # reqId -> symbol (5 s bars)
 
     def send(self, *fields: Any) -> None:
         if not self.writer.is_closing():
@@ -198,6 +218,13 @@ class TwsFake:
         self._placed: Counter[str] = Counter()
         self._refusing = False
         self.malformed_on_connect = False  # send a malformed message during the handshake
+        # Market data: symbol -> {minute open time: (open, high, low, close, volume)}.
+        self._minutes: dict[str, dict[datetime, tuple[Decimal, ...]]] = {}
+        self._minute_keys: dict[str, list[datetime]] = {}
+        self._market_now: datetime | None = None
+        self._history_plans: deque[tuple[str, int, str]] = deque()  # (kind, code, message)
+        self._realtime_plans: deque[tuple[int, str]] = deque()  # (code, message)
+        self._farm_broken = False  # market data farm down: 5-second bars are not sent
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -443,11 +470,141 @@ class TwsFake:
         "bad_number": b"3\x00seven\x00Submitted\x00lots\x00\x00\x00\x00\x00\x00\x00\x00\x00",
         # COMMISSION_REPORT cut short
         "truncated": b"59\x001\x00",
+        # REAL_TIME_BARS whose prices are not numbers
+        "bad_realtime_bar": b"50\x003\x001\x001381146300\x00high\x00x\x00\x00\x00\x00\x00\x00",
+        # HISTORICAL_DATA announcing 3 bars and carrying half of one
+        "bad_historical": b"17\x001\x00a\x00b\x003\x001381146300\x00167.1\x00",
     }
 
     def send_malformed(self, kind: str = "garbage") -> None:
         """Send one malformed message (see ``MALFORMED``), framed correctly."""
         self.send_raw(self.MALFORMED[kind])
+
+    # --- market data: recorded minutes, market clock, 5-second and historical bars -------
+
+    def load_bars(
+        self, symbol: str, source: Path | list[tuple[datetime, tuple[Decimal, ...]]]
+    ) -> int:
+        """Serve ``symbol`` from recorded 1-minute bars: a CSV in the shared-data format
+        (``timestamp,open,high,low,close,volume``) or (open time, (o, h, l, c, v)) pairs."""
+        rows = read_minutes(source) if isinstance(source, Path) else list(source)
+
+        def load() -> int:
+            self._minutes[symbol] = dict(rows)
+            self._minute_keys[symbol] = sorted(self._minutes[symbol])
+            return len(rows)
+
+        return self._call(load)
+
+    def set_market_time(self, now: datetime) -> None:
+        """Move the market clock without sending anything (before a test starts)."""
+        self._call(lambda: setattr(self, "_market_now", now))
+
+    def market_time(self) -> datetime | None:
+        return self._call(lambda: self._market_now)
+
+    def advance_market(self, to: datetime) -> int:
+        """Move the market clock forward to ``to``, sending every subscription the 5-second
+        bars that closed on the way, in order; returns how many bars were sent."""
+
+        def advance() -> int:
+            assert self._market_now is not None, "set_market_time first"
+            sent = 0
+            slot = _floor(self._market_now, 5)
+            while slot + timedelta(seconds=5) <= to:
+                if slot + timedelta(seconds=5) > self._market_now and not self._farm_broken:
+                    for session in self._sessions:
+                        for req_id, symbol in list(session.realtime.items()):
+                            bar = self._five_second_bar(symbol, slot)
+                            if bar is not None:
+                                session.send(*self._realtime_bar_fields(req_id, slot, bar))
+                                sent += 1
+                slot += timedelta(seconds=5)
+            self._market_now = max(self._market_now, to)
+            return sent
+
+        return self._call(advance)
+
+    def break_market_data_farm(self) -> None:
+        """TWS loses its market data farm: 2103 to every client, and no 5-second bars are
+        sent until ``restore_market_data_farm`` (the market goes on: those bars are lost)."""
+
+        def broken() -> None:
+            self._farm_broken = True
+            for session in self._sessions:
+                if session.ready:
+                    session.send(4, 2, -1, 2103, "Market data farm connection is broken:usfarm")
+
+        self._call(broken)
+
+    def restore_market_data_farm(self) -> None:
+        """2104 to every client; 5-second bars flow again."""
+
+        def restored() -> None:
+            self._farm_broken = False
+            for session in self._sessions:
+                if session.ready:
+                    session.send(4, 2, -1, 2104, "Market data farm connection is OK:usfarm")
+
+        self._call(restored)
+
+    def fail_next_historical(self, code: int, message: str) -> None:
+        """Answer the next reqHistoricalData with ERR_MSG ``code`` (162: pacing violation)."""
+        self._call(lambda: self._history_plans.append(("error", code, message)))
+
+    def drop_connection_on_next_historical(self) -> None:
+        """Drop the connection when the next reqHistoricalData arrives (mid-backfill)."""
+        self._call(lambda: self._history_plans.append(("drop", 0, "")))
+
+    def hold_next_historical(self) -> None:
+        """Never answer the next reqHistoricalData (a hanging HMDS)."""
+        self._call(lambda: self._history_plans.append(("hold", 0, "")))
+
+    def fail_next_realtime(self, code: int, message: str) -> None:
+        """Refuse the next reqRealTimeBars with ERR_MSG ``code`` (420: pacing)."""
+        self._call(lambda: self._realtime_plans.append((code, message)))
+
+    def fail_realtime(self, code: int, message: str) -> int:
+        """Send ERR_MSG ``code`` about every live 5-second-bar subscription and end them
+        (as TWS does after a 420); returns how many there were."""
+
+        def fail() -> int:
+            count = 0
+            for session in self._sessions:
+                for req_id in list(session.realtime):
+                    session.send(4, 2, req_id, code, message)
+                    del session.realtime[req_id]
+                    count += 1
+            return count
+
+        return self._call(fail)
+
+    def send_realtime_bar(
+        self, symbol: str, ts: datetime, bar: tuple[Decimal, ...], *, count: int = 1
+    ) -> int:
+        """Send one hand-made 5-second bar (o, h, l, c, v) at ``ts`` to the subscriptions
+        of ``symbol`` (may be inconsistent: high below low, ...)."""
+
+        def send() -> int:
+            sent = 0
+            for session in self._sessions:
+                for req_id, sub_symbol in session.realtime.items():
+                    if sub_symbol == symbol:
+                        session.send(*self._realtime_bar_fields(req_id, ts, bar, count=count))
+                        sent += 1
+            return sent
+
+        return self._call(send)
+
+    def realtime_subscriptions(self) -> list[tuple[int | None, int, str]]:
+        """(client id, reqId, symbol) of every live 5-second-bar subscription."""
+        return self._call(
+            lambda: [
+                (s.client_id, req_id, symbol)
+                for s in self._sessions
+                for req_id, symbol in s.realtime.items()
+            ]
+        )
 
     # --- observations -----------------------------------------------------------------
 
@@ -598,7 +755,8 @@ class TwsFake:
         session.send(15, 1, ",".join(self.accounts))
 
     def _on_reqCurrentTime(self, session: _Session, fields: list[str]) -> None:
-        session.send(49, 1, int(time.time()))
+        now = self._market_now.timestamp() if self._market_now else time.time()
+        session.send(49, 1, int(now))
 
     def _on_placeOrder(self, session: _Session, fields: list[str]) -> None:
         order_id = int(fields[1])
@@ -1136,3 +1294,184 @@ class TwsFake:
             p.quantity,
             p.avg_cost,
         ]
+
+    # --- market data internals (loop thread only) -----------------------------------------
+
+    def _on_reqHistoricalData(self, session: _Session, fields: list[str]) -> None:
+        # 20, reqId, contract (12 fields), includeExpired, endDateTime, barSize, duration,
+        # useRTH, whatToShow, formatDate, keepUpToDate, chartOptions
+        req_id, symbol = int(fields[1]), fields[3]
+        end_text, bar_size, duration = fields[15], fields[16], fields[17]
+        format_date = int(fields[20] or 1)
+        if self._history_plans:
+            kind, code, message = self._history_plans.popleft()
+            if kind == "drop":
+                session.writer.transport.abort()
+                return
+            if kind == "hold":
+                return
+            session.send(4, 2, req_id, code, message)
+            return
+        if fields[21] == "1":
+            session.send(4, 2, req_id, 321, "TwsFake: keepUpToDate is not supported")
+            return
+        assert self._market_now is not None, "set_market_time before historical requests"
+        end = _parse_ib_time(end_text) if end_text else self._market_now
+        end = min(end, self._market_now)
+        step = _bar_size_seconds(bar_size)
+        start = _floor(end - timedelta(seconds=_duration_seconds(duration)), step)
+        bars = []
+        window = start
+        while window < end:
+            bar = self._aggregate(symbol, window, window + timedelta(seconds=step), end)
+            if bar is not None:
+                bars.append((window, bar))
+            window += timedelta(seconds=step)
+        if not bars:
+            session.send(
+                4,
+                2,
+                req_id,
+                162,
+                "Historical Market Data Service error message:HMDS query returned no data: "
+                f"{symbol}@SMART Trades",
+            )
+            return
+        out: list[Any] = [17, req_id, _ib_time(start), _ib_time(end), len(bars)]
+        for ts, (o, h, lo, c, v) in bars:
+            date = str(int(ts.timestamp())) if format_date == 2 else _ib_time(ts)
+            out += [date, o, h, lo, c, v, c, 1]
+        session.send(*out)
+
+    def _on_cancelHistoricalData(self, session: _Session, fields: list[str]) -> None:
+        pass
+
+    def _on_reqRealTimeBars(self, session: _Session, fields: list[str]) -> None:
+        # 50, 3, reqId, contract (12 fields), barSize, whatToShow, useRTH, options
+        req_id, symbol = int(fields[2]), fields[4]
+        if self._realtime_plans:
+            code, message = self._realtime_plans.popleft()
+            session.send(4, 2, req_id, code, message)
+            return
+        if fields[15] != "5":
+            session.send(4, 2, req_id, 420, "Invalid Real-time Query: bar size must be 5")
+            return
+        session.realtime[req_id] = symbol
+
+    def _on_cancelRealTimeBars(self, session: _Session, fields: list[str]) -> None:
+        session.realtime.pop(int(fields[2]), None)
+
+    def _last_close(self, symbol: str, before: datetime) -> Decimal | None:
+        keys = self._minute_keys.get(symbol, [])
+        i = bisect.bisect_left(keys, before)
+        return self._minutes[symbol][keys[i - 1]][3] if i else None
+
+    def _five_second_bar(self, symbol: str, slot: datetime) -> tuple[Decimal, ...] | None:
+        """The 5-second bar of ``slot`` TWS would send: part of the recorded minute, or a
+        zero-volume bar at the last price in a minute without trades (None before any)."""
+        minute = _floor(slot, 60)
+        row = self._minutes.get(symbol, {}).get(minute)
+        if row is not None:
+            return split_minute(row)[int((slot - minute).total_seconds()) // 5]
+        last = self._last_close(symbol, minute)
+        if last is None:
+            return None
+        return (last, last, last, last, Decimal(0))
+
+    def _aggregate(
+        self, symbol: str, start: datetime, end: datetime, now: datetime
+    ) -> tuple[Decimal, ...] | None:
+        """One historical bar [start, end) as of ``now``: the minutes that traded in it, the
+        minute in progress only up to its last closed 5-second bar (TWS sends the bar in
+        progress too)."""
+        parts: list[tuple[Decimal, ...]] = []
+        keys = self._minute_keys.get(symbol, [])
+        for minute in keys[bisect.bisect_left(keys, start) : bisect.bisect_left(keys, end)]:
+            if minute + timedelta(minutes=1) <= now:
+                parts.append(self._minutes[symbol][minute])
+            elif minute < now:
+                done = int((now - minute).total_seconds()) // 5
+                parts += [b for b in split_minute(self._minutes[symbol][minute])[:done] if b[4] > 0]
+        if not parts:
+            return None
+        return (
+            parts[0][0],
+            max(p[1] for p in parts),
+            min(p[2] for p in parts),
+            parts[-1][3],
+            sum((p[4] for p in parts), Decimal(0)),
+        )
+
+    @staticmethod
+    def _realtime_bar_fields(
+        req_id: int, ts: datetime, bar: tuple[Decimal, ...], *, count: int | None = None
+    ) -> list[Any]:
+        o, h, lo, c, v = bar
+        trades = count if count is not None else (1 if v > 0 else 0)
+        return [50, 3, req_id, int(ts.timestamp()), o, h, lo, c, v, c, trades]
+
+
+def read_minutes(path: Path) -> list[tuple[datetime, tuple[Decimal, ...]]]:
+    """Rows of a shared-data OHLCV CSV as (open time, (open, high, low, close, volume))."""
+    with path.open(newline="") as handle:
+        return [
+            (
+                datetime.strptime(row["timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
+                tuple(Decimal(row[k]) for k in ("open", "high", "low", "close", "volume")),
+            )
+            for row in csv.DictReader(handle)
+        ]
+
+
+def split_minute(row: tuple[Decimal, ...]) -> list[tuple[Decimal, ...]]:
+    """A recorded minute as the 12 five-second bars TWS would have sent for it: open, high,
+    low and close are reached in different bars, and their aggregate (first open, highest
+    high, lowest low, last close, summed volume) is the minute exactly. With fewer than 12
+    shares traded, the first bar carries the whole minute and the rest are zero-volume."""
+    o, h, lo, c, v = row
+    if v < 12:
+        return [(o, h, lo, c, v)] + [(c, c, c, c, Decimal(0))] * 11
+    part = (v / 12).to_integral_value(rounding=ROUND_FLOOR)
+    volumes = [part] * 11 + [v - part * 11]
+    prices = (
+        [(o, o, o, o)]
+        + [(o, h, o, o)] * 4
+        + [(o, o, lo, o)] * 4
+        + [(o, max(o, c), min(o, c), c)] * 2
+        + [(c, c, c, c)]
+    )
+    return [(*p, vol) for p, vol in zip(prices, volumes, strict=True)]
+
+
+def _floor(ts: datetime, seconds: int) -> datetime:
+    epoch = int(ts.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+def _ib_time(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y%m%d %H:%M:%S UTC")
+
+
+def _parse_ib_time(text: str) -> datetime:
+    """endDateTime as ib_async sends a tz-aware datetime ("YYYYMMDD-HH:MM:SS", UTC) or
+    with an explicit "UTC" suffix."""
+    text = text.replace(" UTC", "").strip()
+    for fmt in ("%Y%m%d-%H:%M:%S", "%Y%m%d %H:%M:%S"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise ValueError(f"TwsFake: endDateTime {text!r} not understood")
+
+
+_UNIT_SECONDS = {"sec": 1, "secs": 1, "min": 60, "mins": 60, "hour": 3600, "hours": 3600}
+
+
+def _bar_size_seconds(text: str) -> int:
+    number, unit = text.split()
+    return int(number) * _UNIT_SECONDS[unit]
+
+
+def _duration_seconds(text: str) -> int:
+    number, unit = text.split()
+    return int(number) * {"S": 1, "D": 86400, "W": 7 * 86400}[unit]
