@@ -24,11 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.core.cache import cache
 from django.utils import timezone
 
-from apps.engine.feeds.base import FeedState, LiveFeed, Subscription
+from apps.engine.feeds.base import FeedState, LiveFeed, Subscription, timeframe_delta
 from apps.engine.runner import Engine, EnginePlan
 from apps.marketdata.domain.csvfile import Rejection
 from apps.model.bars import Bar
@@ -40,12 +41,19 @@ HEARTBEAT_TTL = 3600  # seconds the cache keeps it; freshness is judged from its
 
 
 class QueueSink:
-    """A ``FeedSink`` that queues what feeds report for the engine's thread."""
+    """A ``FeedSink`` that queues what feeds report for the engine's thread, and keeps the
+    newest close of each instrument in ``market`` at once (the collar's market price while
+    the engine works through a backlog)."""
 
     def __init__(self, maxsize: int = 100_000) -> None:
         self.queue: queue.Queue[tuple[str, str, object, object]] = queue.Queue(maxsize)
+        self.market: dict[str, tuple[Decimal, datetime]] = {}
 
     def on_bar(self, feed: str, timeframe: str, bar: Bar) -> None:
+        closed_at = bar.ts + timeframe_delta(timeframe)
+        newest = self.market.get(bar.instrument)
+        if newest is None or closed_at > newest[1]:
+            self.market[bar.instrument] = (bar.close, closed_at)
         self.queue.put(("bar", feed, timeframe, bar))
 
     def on_reject(self, feed: str, rejection: Rejection) -> None:
@@ -109,6 +117,7 @@ class LiveLoop:
         self.housekeeping_every = housekeeping_every
         self.max_bars = max_bars
         self.sink = QueueSink()
+        engine.market = self.sink.market
         self._running: _Running | None = None
         self._stop = threading.Event()
         self.feeds_ended = 0

@@ -99,7 +99,9 @@ class Engine:
         self._resume: dict[tuple[str, str], datetime | None] = {}  # series -> last stored ts
         self._instrument_ids: dict[str, int] = {}
         self._prices: dict[str, Decimal] = {}
-        self._price_ts: dict[str, datetime] = {}
+        # instrument -> (newest close, its close time) as the feeds deliver it (written by
+        # the feed threads through the sink; read here).
+        self.market: dict[str, tuple[Decimal, datetime]] = {}
         self._last_snapshot: dict[int, datetime] = {}
         self._rejected: dict[str, Counter[str]] = defaultdict(Counter)
         self._stopping = False
@@ -253,7 +255,17 @@ class Engine:
             self._hypothetical_pending.discard(bar.instrument)
             hypothetical_fills_apply(bar=bar)
 
-        reference_ts = bar.ts + timeframe_delta(timeframe)
+        closed_at = bar.ts + timeframe_delta(timeframe)
+        # The collar's market price: the newest price the feed has delivered when it is newer
+        # than this bar (catching up after a restart or a reconnect); otherwise decision_make
+        # takes the last stored close before this bar. Never this bar's own close, which is
+        # the signal's price.
+        newest = self.market.get(bar.instrument)
+        reference: dict[str, Any] = (
+            {"reference_price": newest[0], "reference_ts": newest[1]}
+            if newest is not None and newest[1] > closed_at
+            else {}
+        )
         accounts: dict[int, Account] = {}
         with transaction.atomic():
             for plan in self.plans:
@@ -269,9 +281,8 @@ class Engine:
                     strategy=plan.strategy_name,
                     strategy_params=plan.strategy_params,
                     stake=plan.stake,
-                    reference_price=bar.close,
-                    reference_ts=reference_ts,
                     timeframe=timeframe,
+                    **reference,
                 )
                 self.decisions += 1
                 if outcome.decision.action in ("would_buy", "would_sell"):
@@ -290,7 +301,6 @@ class Engine:
             now=now,
         )
         self._prices[bar.instrument] = bar.close
-        self._price_ts[bar.instrument] = reference_ts
         for account in accounts.values():
             last = self._last_snapshot.get(account.pk)
             take = last is None or bar.ts - last >= self.snapshot_every

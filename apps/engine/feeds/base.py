@@ -140,9 +140,10 @@ class SeriesGate:
         if reason is not None:
             self.reject(reason, raw or repr(bar))
             return False
+        # The sink first: a bar it could not take is not counted as emitted (sent again).
+        self.sink.on_bar(self.feed, self.subscription.timeframe, bar)
         self.last_ts = bar.ts
         self.emitted += 1
-        self.sink.on_bar(self.feed, self.subscription.timeframe, bar)
         return True
 
     def reject(self, reason: str, raw: str) -> None:

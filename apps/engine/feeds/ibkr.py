@@ -40,7 +40,7 @@ and counted (``malformed`` here and ``broker_malformed_messages_total{broker="ib
 and a 5-second bar that fails validation is rejected through the sink; neither reaches a
 bar.
 
-Connection: the product's ``_Session`` (``apps.trading.venues.ibkr.session``) with its own
+Connection: the product's ``IbkrSession`` (``apps.trading.venues.ibkr.session``) with its own
 event loop, TWS pacing limits and malformed-message handling, but a private one: the feed
 keeps its loop running for the whole stream, which the order path's shared session (run
 one call at a time under a lock) cannot, so the feed needs a client id of its own. It
@@ -57,7 +57,7 @@ import logging
 import math
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -90,7 +90,7 @@ from apps.trading.venues.ibkr.errors import (
     RESTORED_DATA_KEPT,
     RESTORED_DATA_LOST,
 )
-from apps.trading.venues.ibkr.session import _Session
+from apps.trading.venues.ibkr.session import IbkrSession
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class IbkrFeed(LiveFeed):
         max_pacing_seconds: float = 600.0,
         history_delay_seconds: float = 1.0,
         initial_bars: int = 300,
-        validation: ValidationConfig | None = None,
+        validation: ValidationConfig | Mapping[str, ValidationConfig] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         super().__init__(subscriptions, sink, validation=validation, clock=clock)
@@ -314,6 +314,38 @@ class IbkrFeed(LiveFeed):
 
     # --- the thread -------------------------------------------------------------------
 
+    @classmethod
+    def from_settings(
+        cls,
+        subscriptions: Sequence[Subscription],
+        sink: FeedSink,
+        *,
+        validation: ValidationConfig | Mapping[str, ValidationConfig] | None = None,
+    ) -> IbkrFeed:
+        """The feed the engine runs: IBKR_HOST / IBKR_PORT / IBKR_TIMEOUT_SECONDS and a client
+        id of its own (IBKR_FEED_CLIENT_ID, not the execution worker's IBKR_CLIENT_ID)."""
+        from django.conf import settings
+        from django.core.exceptions import ImproperlyConfigured
+
+        from apps.engine.feeds.timing import feed_timing
+
+        if settings.IBKR_FEED_CLIENT_ID == settings.IBKR_CLIENT_ID:
+            raise ImproperlyConfigured(
+                f"IBKR_FEED_CLIENT_ID={settings.IBKR_FEED_CLIENT_ID} equals IBKR_CLIENT_ID: TWS "
+                "takes one connection per client id; give the engine's feed another one"
+            )
+        clock, _wait = feed_timing()
+        return cls(
+            subscriptions,
+            sink,
+            host=settings.IBKR_HOST,
+            port=settings.IBKR_PORT,
+            client_id=settings.IBKR_FEED_CLIENT_ID,
+            timeout_seconds=settings.IBKR_TIMEOUT_SECONDS,
+            validation=validation,
+            clock=clock,
+        )
+
     def run(self, stop: threading.Event) -> None:
         self._stop = stop
         delay = self.reconnect_seconds
@@ -342,7 +374,7 @@ class IbkrFeed(LiveFeed):
 
     def _connection(self, stop: threading.Event) -> None:
         """One connection: connect, subscribe, backfill, stream until it ends."""
-        session = _Session(self.host, self.port, self.client_id)
+        session = IbkrSession(self.host, self.port, self.client_id)
         decoder = session.ib.client.decoder
         decoder.logger = _DecoderLogger(decoder.logger, self)
         session.ib.client.conn.hasData.error_event += self._on_socket_error

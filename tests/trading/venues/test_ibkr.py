@@ -261,14 +261,14 @@ def test_submit_when_crypto_then_rejected_and_nothing_sent(fake, venue):
 def count_waits(monkeypatch) -> list[tuple[float, bool]]:
     """Every wait of the adapter for TWS: (the timeout it was given, woken by TWS's data)."""
     waits: list[tuple[float, bool]] = []
-    original = ibkr_session._Session.wait_for_tws
+    original = ibkr_session.IbkrSession.wait_for_tws
 
     async def counted(self, timeout: float) -> bool:
         woken = await original(self, timeout)
         waits.append((timeout, woken))
         return woken
 
-    monkeypatch.setattr(ibkr_session._Session, "wait_for_tws", counted)
+    monkeypatch.setattr(ibkr_session.IbkrSession, "wait_for_tws", counted)
     return waits
 
 

@@ -37,7 +37,7 @@ from apps.trading.venues.ibkr.session import (
     _SESSIONS,
     _SESSIONS_LOCK,
     BROKER,
-    _Session,
+    IbkrSession,
     _session,
 )
 
@@ -130,7 +130,7 @@ class IbkrVenue:
             self._refuse_if_link_lost(session, "heartbeat")
             self._run(session, lambda: session.ib.reqCurrentTimeAsync(), "heartbeat")
 
-    def _ensure(self) -> _Session:
+    def _ensure(self) -> IbkrSession:
         session = _session(self.host, self.port, self.client_id, create=True)
         assert session is not None
         with session.lock:
@@ -138,7 +138,7 @@ class IbkrVenue:
                 self._connect(session)
         return session
 
-    def _connect(self, session: _Session) -> None:
+    def _connect(self, session: IbkrSession) -> None:
         ib = session.ib
 
         async def connect() -> None:
@@ -198,14 +198,14 @@ class IbkrVenue:
             )
 
     @staticmethod
-    def _disconnect(session: _Session) -> None:
+    def _disconnect(session: IbkrSession) -> None:
         try:
             with session.on_loop():
                 session.ib.disconnect()
         except Exception:  # a half-open socket may fail to close; the session is reset anyway
             logger.exception("IBKR: disconnect after a failed connect")
 
-    def _refuse_if_link_lost(self, session: _Session, what: str) -> None:
+    def _refuse_if_link_lost(self, session: IbkrSession, what: str) -> None:
         if session.link_lost:
             raise VenueTemporaryError(
                 f"IBKR {what}: TWS has lost its connection to IB (1100) and has not restored it"
@@ -213,7 +213,7 @@ class IbkrVenue:
 
     def _run(
         self,
-        session: _Session,
+        session: IbkrSession,
         fn: Callable[[], Awaitable[_T]],
         what: str,
         timeout: float | None = None,
@@ -274,7 +274,7 @@ class IbkrVenue:
             ib_order = MarketOrder(action, float(order.quantity), **common)
         return Stock(order.instrument, "SMART", order.quote), ib_order
 
-    def _session_trade(self, session: _Session, order: VenueOrder) -> Trade | None:
+    def _session_trade(self, session: IbkrSession, order: VenueOrder) -> Trade | None:
         """Our order as this session knows it: by permId, else by orderRef (open first)."""
         trades = list(session.ib.wrapper.trades.values())
         if order.broker_order_id:
@@ -285,7 +285,7 @@ class IbkrVenue:
         mine.sort(key=lambda t: t.isDone())
         return mine[0] if mine else None
 
-    async def _await_ack(self, session: _Session, trade: Trade, order: VenueOrder) -> VenueAck:
+    async def _await_ack(self, session: IbkrSession, trade: Trade, order: VenueOrder) -> VenueAck:
         """Wait until IB reports the order (open order, status or a fill) or refuses it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
@@ -324,7 +324,7 @@ class IbkrVenue:
             await session.wait_for_tws(deadline - loop.time())
 
     @staticmethod
-    def _refusal(session: _Session, order_id: int, *, during_submit: bool) -> VenueError | None:
+    def _refusal(session: IbkrSession, order_id: int, *, during_submit: bool) -> VenueError | None:
         for code, message in session.order_errors.get(order_id, []):
             if code in NOTICE_CODES or (code == ORDER_CANCELLED and not during_submit):
                 continue
@@ -438,7 +438,7 @@ class IbkrVenue:
         return None
 
     def _broker_order(
-        self, session: _Session, trade: Trade, *, completed: bool = False
+        self, session: IbkrSession, trade: Trade, *, completed: bool = False
     ) -> BrokerOrder:
         o, st = trade.order, trade.orderStatus
         perm_id = _perm_id(trade)

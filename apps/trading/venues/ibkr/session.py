@@ -51,7 +51,7 @@ class _CountingLogger(logging.LoggerAdapter):
         super().log(level, msg, *args, **kwargs)
 
 
-class _Session:
+class IbkrSession:
     """One ib_async connection with its own event loop, shared by every IbkrVenue."""
 
     def __init__(self, host: str, port: int, client_id: int) -> None:
@@ -187,12 +187,12 @@ class _Session:
         self.loop.call_soon(self.ib.client.conn.hasData.emit, b"")
 
 
-_SESSIONS: dict[tuple[str, int, int], _Session] = {}
-_FORKED: list[_Session] = []  # inherited from a parent process: never used, never closed
+_SESSIONS: dict[tuple[str, int, int], IbkrSession] = {}
+_FORKED: list[IbkrSession] = []  # inherited from a parent process: never used, never closed
 _SESSIONS_LOCK = threading.Lock()
 
 
-def _session(host: str, port: int, client_id: int, *, create: bool) -> _Session | None:
+def _session(host: str, port: int, client_id: int, *, create: bool) -> IbkrSession | None:
     key = (host, port, client_id)
     with _SESSIONS_LOCK:
         session = _SESSIONS.get(key)
@@ -201,7 +201,7 @@ def _session(host: str, port: int, client_id: int, *, create: bool) -> _Session 
             _FORKED.append(_SESSIONS.pop(key))
             session = None
         if session is None and create:
-            session = _SESSIONS[key] = _Session(host, port, client_id)
+            session = _SESSIONS[key] = IbkrSession(host, port, client_id)
         return session
 
 
