@@ -343,6 +343,7 @@ def test_plans_active_returns_plain_specs_of_active_plans_only(paper, btc):
         strategy="sma_cross",
         params=SMA,
         stake=Decimal("12.5"),
+        created_at=on.created_at,
     )
     assert [(s.account_name, s.strategy, s.params) for s in specs[1:]] == [
         ("other", "ml", {"threshold": "0.7"})
