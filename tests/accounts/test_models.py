@@ -28,6 +28,7 @@ def test_account_fks_when_listed_then_all_point_at_accounts_account():
         "brokers.BrokerSession.account",
         "brokers.ReconciliationRun.account",
         "brokers.Discrepancy.account",
+        "trading.PaperAccount.account",
         "credentials.BrokerCredential.account",
         "engine.TradingPlan.account",
         "risk.RiskLimit.account",
