@@ -240,12 +240,20 @@ class Command(BaseCommand):
         engine = Engine(plans=plans, default_feed=source)
         feeds_factory = live_feeds_for(engine) if source == "live" else replay_feeds
 
+        current: dict[str, list[EnginePlan]] = {version: plans}
+
         def reload() -> tuple[str, list[EnginePlan]]:
+            """The plans at their current version; built (strategies checked, a model
+            loaded) only when the version changed."""
             version = plans_version()
-            try:
-                return version, usable(engine_plans(plans_active()))
-            except CommandError as exc:
-                raise PlansUnusable(version, str(exc)) from exc
+            if version not in current:
+                try:
+                    built = usable(engine_plans(plans_active()))
+                except CommandError as exc:
+                    raise PlansUnusable(version, str(exc)) from exc
+                current.clear()
+                current[version] = built
+            return version, current[version]
 
         live = LiveLoop(
             engine,
