@@ -25,7 +25,8 @@ of the recorded minute (12 bars whose aggregate is the minute exactly), or a
 zero-volume bar at the last price when the minute had no trades. Controls: pacing
 and other errors on the next historical request or on the live subscriptions, a
 connection dropped on the next historical request, single hand-made 5-second bars.
-reqCurrentTime answers the market clock once one is set.
+reqCurrentTime answers the market clock once one is set. ``auto_fill`` makes it an
+executing broker: every market order fills at the price of the minute forming.
 
 The server runs its own asyncio loop in a daemon thread; every public method is
 thread-safe (it runs on that loop and waits for the result), so tests and bench
@@ -225,6 +226,7 @@ class TwsFake:
         self._history_plans: deque[tuple[str, int, str]] = deque()  # (kind, code, message)
         self._realtime_plans: deque[tuple[int, str]] = deque()  # (code, message)
         self._farm_broken = False  # market data farm down: 5-second bars are not sent
+        self._auto_fill: Decimal | None = None  # commission per auto-filled order, when on
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -355,6 +357,18 @@ class TwsFake:
     def drop_connection_on_next_order(self) -> None:
         """Record the next placed order, then drop the connection without answering."""
         self._call(lambda: self._plans.append(_PlacePlan("drop_connection")))
+
+    def auto_fill(self, *, commission: Decimal = Decimal("1.00")) -> int:
+        """From now on every open market order is filled completely at the market price (the
+        open of the minute forming at the market clock, else the last close before it): the
+        ones open now, each one placed after its acknowledgement, and any still open when the
+        market clock moves. Returns how many were filled now."""
+
+        def on() -> int:
+            self._auto_fill = commission
+            return self._fill_open_market_orders()
+
+        return self._call(on)
 
     # --- broker-side events -----------------------------------------------------------
 
@@ -521,6 +535,8 @@ class TwsFake:
                                 sent += 1
                 slot += timedelta(seconds=5)
             self._market_now = max(self._market_now, to)
+            if self._auto_fill is not None:
+                self._fill_open_market_orders()
             return sent
 
         return self._call(advance)
@@ -634,6 +650,16 @@ class TwsFake:
 
     def orders(self) -> list[FakeOrder]:
         return self._call(lambda: list(self._orders.values()))
+
+    def positions(self) -> dict[str, Decimal]:
+        """symbol -> quantity of every position the fake books (zero ones included)."""
+        return self._call(lambda: {p.symbol: p.quantity for p in self._positions.values()})
+
+    def executions(self) -> list[tuple[str, str, Decimal, Decimal]]:
+        """(execId, orderRef, shares, price) of every execution, in order."""
+        return self._call(
+            lambda: [(e.exec_id, e.order.order_ref, e.shares, e.price) for e in self._executions]
+        )
 
     def cash(self, currency: str) -> Decimal:
         return self._call(lambda: self._cash.get(currency, Decimal(0)))
@@ -810,6 +836,8 @@ class TwsFake:
         if plan.kind == "fill_before_ack":
             self._fill(order, plan.price, None, plan.commission, False, send_status=False)
         self._report(session, order)
+        if self._auto_fill is not None:
+            self._fill_open_market_orders()
 
     def _report(self, session: _Session, order: FakeOrder) -> None:
         session.send(*self._open_order_fields(order))
@@ -948,6 +976,25 @@ class TwsFake:
         session.send(64, 1, req_id)
 
     # --- fills ------------------------------------------------------------------------
+
+    def _market_price(self, symbol: str) -> Decimal | None:
+        """The open of the minute forming at the market clock, else the last close before it."""
+        if self._market_now is None:
+            return None
+        minute = _floor(self._market_now, 60)
+        row = self._minutes.get(symbol, {}).get(minute)
+        return row[0] if row is not None else self._last_close(symbol, minute)
+
+    def _fill_open_market_orders(self) -> int:
+        assert self._auto_fill is not None
+        filled = 0
+        for order in list(self._orders.values()):
+            if order.is_open and order.order_type == "MKT" and order.remaining > 0:
+                price = self._market_price(order.symbol)
+                if price is not None:
+                    self._fill(order, price, None, self._auto_fill, False)
+                    filled += 1
+        return filled
 
     def _fill(
         self,

@@ -330,8 +330,11 @@ def reconcile_all(
     ]
 
 
-def startup_reconcile(*, account: Account) -> ReconciliationRun:
+def startup_reconcile(*, account: Account, purpose: str = "execution") -> ReconciliationRun:
     """At start-up the system does not trade until reconciliation passes.
+
+    ``purpose``: the adapter it runs on ("control" in a process that does not send orders,
+    such as the engine, so that it never takes the execution worker's broker session).
 
     NORMAL is moved to OBSERVATION first; a clean run returns it to NORMAL (only if
     nobody changed the mode meanwhile). A run with discrepancies leaves it PAUSED; a
@@ -346,7 +349,7 @@ def startup_reconcile(*, account: Account) -> ReconciliationRun:
             reason="start-up: no trading until reconciliation passes",
         )
         entered = ModeChange.objects.order_by("-id").first()
-    run = reconcile_account(account=account, trigger=ReconciliationTrigger.STARTUP)
+    run = reconcile_account(account=account, trigger=ReconciliationTrigger.STARTUP, purpose=purpose)
     latest = ModeChange.objects.order_by("-id").first()
     if (
         entered is not None

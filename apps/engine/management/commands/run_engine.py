@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.accounts.models import Account, Broker
+from apps.brokers.models import ReconciliationRun
 from apps.brokers.services.reconcile import startup_reconcile
 from apps.core.pidfile import pidfile
 from apps.core.process_metrics import process_metrics_start
@@ -29,6 +30,7 @@ from apps.ml.domain.errors import MlError
 from apps.model.errors import MarketDataError
 from apps.strategies.domain.base import Strategy
 from apps.strategies.domain.registry import build_strategy
+from apps.trading.venues.factory import venues_reset
 
 logger = logging.getLogger("apps.engine.runner")
 
@@ -132,6 +134,21 @@ def plan_venues(plans: Sequence[EnginePlan]) -> dict[str, str]:
     return venues
 
 
+def engine_startup_reconcile(
+    plans: Sequence[EnginePlan],
+) -> list[tuple[Account, ReconciliationRun]]:
+    """The start-up reconciliation of every plan's account, on the brokers' control sessions,
+    closed afterwards: the engine never sends orders, and the execution worker's session
+    (IBKR: its client id, which TWS accepts once) must stay free for the worker."""
+    runs = []
+    try:
+        for account in {p.account.pk: p.account for p in plans}.values():
+            runs.append((account, startup_reconcile(account=account, purpose="control")))
+    finally:
+        venues_reset()
+    return runs
+
+
 class Command(BaseCommand):
     help = (
         "Run the trading engine on every active trading plan (admin or panel: Trading plans). "
@@ -225,8 +242,7 @@ class Command(BaseCommand):
             ]
 
         # No trading until the books agree with the broker's (OBSERVATION until then).
-        for account in {p.account.pk: p.account for p in plans}.values():
-            run = startup_reconcile(account=account)
+        for account, run in engine_startup_reconcile(plans):
             self.stdout.write(
                 f"engine: start-up reconciliation of {account.name} #{run.pk}: {run.outcome}"
                 + (
