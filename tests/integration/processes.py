@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 from django.conf import settings
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from tests.integration.conftest import ROOT, database_url, redis_url
 
@@ -148,4 +149,14 @@ def beat_process(env: dict[str, str], log_dir: Path) -> Process:
         ["-m", "celery", "-A", "tradebot", "beat", "-l", "INFO", "-s", str(log_dir / "beat-db")],
         env,
         log_dir,
+    )
+
+
+def broker_sync_scheduled() -> None:
+    """beat's ``brokers.sync`` every 5 s, as the brokers' migration installs it (a
+    transactional test before this one flushed the migration's rows)."""
+    every_5s, _ = IntervalSchedule.objects.get_or_create(every=5, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.get_or_create(
+        task="brokers.sync",
+        defaults={"name": "brokers: sync (test)", "interval": every_5s, "kwargs": "{}"},
     )

@@ -39,7 +39,12 @@ from apps.trading.models import Fill, Order
 from apps.trading.services.accounts import account_get_or_create
 from tests.fakes.kraken import KrakenFake
 from tests.integration.conftest import CeleryWorker, purge_execution_queue, wait_for
-from tests.integration.processes import beat_process, engine_process, process_env
+from tests.integration.processes import (
+    beat_process,
+    broker_sync_scheduled,
+    engine_process,
+    process_env,
+)
 from tests.paths import SHARED_DATA
 
 RECORDED = SHARED_DATA / "crypto" / "BTC-USD_1m_coinbase.csv"
@@ -204,6 +209,7 @@ def test_soak_when_two_hours_of_market_time_then_each_bar_and_order_once_and_mem
     fake, t0 = kraken_ohlc
     fake.auto_fill()
     account = trading_plan("kraken")
+    broker_sync_scheduled()
     env = process_env(
         log_dir,
         environment="test",

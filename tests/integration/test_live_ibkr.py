@@ -28,7 +28,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from apps.accounts.models import Account
 from apps.audit.models import DecisionLog
@@ -43,7 +42,12 @@ from apps.trading.services.accounts import account_get_or_create
 from apps.trading.venues.factory import venues_reset
 from tests.fakes.tws import TwsFake
 from tests.integration.conftest import CeleryWorker, purge_execution_queue, wait_for
-from tests.integration.processes import beat_process, engine_process, process_env
+from tests.integration.processes import (
+    beat_process,
+    broker_sync_scheduled,
+    engine_process,
+    process_env,
+)
 from tests.paths import SHARED_DATA
 from tradebot.env import Environment
 
@@ -160,16 +164,6 @@ def trading_plan() -> Account:
         actor="test",
     )
     return account
-
-
-def broker_sync_scheduled() -> None:
-    """beat's ``brokers.sync`` every 5 s, as the brokers' migration installs it (a
-    transactional test before this one flushed the migration's rows)."""
-    every_5s, _ = IntervalSchedule.objects.get_or_create(every=5, period=IntervalSchedule.SECONDS)
-    PeriodicTask.objects.get_or_create(
-        task="brokers.sync",
-        defaults={"name": "brokers: sync (test)", "interval": every_5s, "kwargs": "{}"},
-    )
 
 
 def stored() -> list[Bar]:

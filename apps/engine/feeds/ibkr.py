@@ -329,10 +329,12 @@ class IbkrFeed(LiveFeed):
 
         from apps.engine.feeds.timing import feed_timing
 
-        if settings.IBKR_FEED_CLIENT_ID == settings.IBKR_CLIENT_ID:
+        taken = (settings.IBKR_CLIENT_ID, settings.IBKR_CLIENT_ID + 1)
+        if settings.IBKR_FEED_CLIENT_ID in taken:
             raise ImproperlyConfigured(
-                f"IBKR_FEED_CLIENT_ID={settings.IBKR_FEED_CLIENT_ID} equals IBKR_CLIENT_ID: TWS "
-                "takes one connection per client id; give the engine's feed another one"
+                f"IBKR_FEED_CLIENT_ID={settings.IBKR_FEED_CLIENT_ID} is taken: TWS takes one "
+                f"connection per client id and IBKR_CLIENT_ID={taken[0]} (orders) and "
+                f"{taken[1]} (control) are the execution worker's; give the feed another one"
             )
         clock, _wait = feed_timing()
         return cls(

@@ -34,8 +34,9 @@ IBKR_PORT = env_number("IBKR_PORT", 4002, int, minimum=1)
 IBKR_CLIENT_ID = env_number("IBKR_CLIENT_ID", 17, int, minimum=0)
 IBKR_ACCOUNT = env.str("IBKR_ACCOUNT", "").strip()
 # The engine's market-data connection to TWS/Gateway: a client id of its own (TWS allows one
-# connection per client id; the execution worker's is IBKR_CLIENT_ID).
-IBKR_FEED_CLIENT_ID = env_number("IBKR_FEED_CLIENT_ID", 18, int, minimum=0)
+# connection per client id; the execution worker's is IBKR_CLIENT_ID, control actions such as
+# the kill switch and start-up reconciliation use IBKR_CLIENT_ID + 1).
+IBKR_FEED_CLIENT_ID = env_number("IBKR_FEED_CLIENT_ID", 19, int, minimum=0)
 IBKR_TIMEOUT_SECONDS = env_number("IBKR_TIMEOUT_SECONDS", 10.0, float, minimum=0.1)
 
 _refusal = broker_refusal(
