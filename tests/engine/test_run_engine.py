@@ -151,3 +151,14 @@ def test_live_loop_when_plans_change_then_picked_up_without_a_restart(eager_cele
     # BTC stopped when its plan was deactivated: its bars end before the loop did
     btc_last = Bar.objects.filter(instrument__symbol="BTC-USD").latest("ts").ts
     assert Bar.objects.filter(instrument__symbol="ETH-USD", ts__gt=btc_last).exists()
+
+
+def test_run_engine_when_it_returns_then_the_signal_handlers_are_restored(eager_celery) -> None:
+    import signal
+
+    plan()
+    before = signal.getsignal(signal.SIGTERM)
+
+    engine("--max-bars", "5")
+
+    assert signal.getsignal(signal.SIGTERM) is before  # forked children still die on SIGTERM

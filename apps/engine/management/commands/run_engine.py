@@ -280,8 +280,12 @@ class Command(BaseCommand):
             max_bars=options["max_bars"],
         )
         # SIGTERM (honcho, docker stop) and Ctrl-C: finish the bar in progress, then stop.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: live.stop())
+        # The previous handlers come back when the command returns (called in-process, it
+        # must not leave its handler to later code or to processes forked from it).
+        previous = {
+            sig: signal.signal(sig, lambda *_: live.stop())
+            for sig in (signal.SIGTERM, signal.SIGINT)
+        }
         self.stdout.write(
             f"engine: {len(plans)} plan(s) on {len(engine.series())} series from {source}"
             + (f" at {speed:g}x" if source == "replay" else "")
@@ -305,6 +309,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         except RuntimeError as exc:
             raise CommandError(str(exc)) from exc
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if engine.stopping:
             self.stdout.write(f"engine: stopped cleanly after {count} bars")
         else:
