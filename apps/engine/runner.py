@@ -208,7 +208,12 @@ class Engine:
         strategy: Strategy, plan: EnginePlan, instrument: str, timeframe: str, *, before: datetime
     ) -> int:
         """Feed the stored bars of the series before ``before`` to the strategy only."""
-        warm = getattr(strategy, "warm", None) or strategy.decide
+        # warm() when the strategy has one (records nothing), else its decision code.
+        warm = (
+            getattr(strategy, "warm", None)
+            or getattr(strategy, "decide", None)
+            or strategy.on_bar
+        )
         rows = BarRow.objects.filter(
             instrument__symbol=instrument, timeframe=timeframe, ts__lt=before
         )

@@ -35,6 +35,9 @@ class Script:
     def __init__(self) -> None:
         self.n = 0
 
+    def warm(self, bar: Bar) -> None:
+        """A script counts the bars it is run on, not the stored ones before them."""
+
     def on_bar(self, bar: Bar) -> Signal:
         self.n += 1
         action = {1: SignalAction.ENTER_LONG, 3: SignalAction.EXIT_LONG}.get(
