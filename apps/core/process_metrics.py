@@ -30,7 +30,7 @@ INTERVAL = 10.0
 STALE_AFTER = 60.0  # four missed reports: the process is gone
 FORGET_AFTER = 3600.0  # entries this old are deleted at scrape (restarts leave old pids)
 
-_started: dict[int, threading.Thread] = {}
+_started: dict[int, tuple[threading.Thread, threading.Event]] = {}
 _lock = threading.Lock()
 
 
@@ -65,25 +65,29 @@ def report(process: str) -> bool:
     return True
 
 
-def process_metrics_start(*, process: str, interval: float = INTERVAL) -> None:
+def process_metrics_start(*, process: str, interval: float = INTERVAL) -> threading.Event:
     """Report this process's CPU and RSS every ``interval`` s from a daemon thread (idempotent
-    per pid: a forked child starts its own)."""
+    per pid: a forked child starts its own). Setting the returned event stops it (a command
+    run in-process, e.g. by a test, must not leave it reporting)."""
     pid = os.getpid()
     with _lock:
-        if pid in _started and _started[pid].is_alive():
-            return
+        running = _started.get(pid)
+        if running is not None and running[0].is_alive():
+            return running[1]
+        stop = threading.Event()
 
         def loop() -> None:
-            while True:
+            while not stop.is_set():
                 try:
                     report(process)
                 except Exception:  # a reporter must never die of one bad read
                     logger.exception("process metrics: report failed")
-                time.sleep(interval)
+                stop.wait(interval)
 
         thread = threading.Thread(target=loop, name="process-metrics", daemon=True)
-        _started[pid] = thread
+        _started[pid] = (thread, stop)
         thread.start()
+        return stop
 
 
 def read_all(conn: redis.Redis | None = None, now: float | None = None) -> list[dict[str, Any]]:

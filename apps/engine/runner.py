@@ -210,9 +210,7 @@ class Engine:
         """Feed the stored bars of the series before ``before`` to the strategy only."""
         # warm() when the strategy has one (records nothing), else its decision code.
         warm = (
-            getattr(strategy, "warm", None)
-            or getattr(strategy, "decide", None)
-            or strategy.on_bar
+            getattr(strategy, "warm", None) or getattr(strategy, "decide", None) or strategy.on_bar
         )
         rows = BarRow.objects.filter(
             instrument__symbol=instrument, timeframe=timeframe, ts__lt=before

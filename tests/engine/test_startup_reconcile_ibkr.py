@@ -4,6 +4,7 @@ own session once done: the worker, connected or not yet, keeps sending orders.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from types import SimpleNamespace
@@ -37,6 +38,17 @@ def tws(settings) -> Iterator[TwsFake]:
         sessions_close_all()
 
 
+def only_worker_connected(fake: TwsFake, timeout: float = 5.0) -> bool:
+    """Whether only the worker's client id is connected, once the fake has seen the engine's
+    control session close (the fake notices a closed socket on its own loop, a moment later)."""
+    deadline = time.monotonic() + timeout
+    while fake.connected_clients() != [WORKER_CLIENT_ID]:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _worker_session(fake: TwsFake) -> IbkrVenue:
     """The execution worker's adapter (another process in production)."""
     venue = IbkrVenue(
@@ -56,7 +68,7 @@ def test_startup_reconcile_when_worker_connected_then_clean_and_worker_id_left_a
         runs = engine_startup_reconcile([SimpleNamespace(account=account)])  # type: ignore[list-item]
         assert [run.outcome for _, run in runs] == [ReconciliationOutcome.CLEAN], runs[0][1].error
         # The engine's control session is closed; only the worker is still connected.
-        assert tws.connected_clients() == [WORKER_CLIENT_ID]
+        assert only_worker_connected(tws), tws.connected_clients()
     finally:
         worker.close()
 
@@ -69,6 +81,6 @@ def test_startup_reconcile_when_done_then_worker_can_connect(tws) -> None:
     assert runs[0][1].outcome == ReconciliationOutcome.CLEAN, runs[0][1].error
     worker = _worker_session(tws)  # raises (TWS 326: client id in use) if the engine kept it
     try:
-        assert tws.connected_clients() == [WORKER_CLIENT_ID]
+        assert only_worker_connected(tws), tws.connected_clients()
     finally:
         worker.close()

@@ -74,12 +74,15 @@ def test_compose_file_when_read_then_databases_only_on_the_internal_network() ->
 
 
 @pytest.mark.parametrize(
-    ("name", "command", "process"),
-    [("engine", ["manage", "run_engine"], "manage.py run_engine"),
-     ("telegram", ["manage", "telegram_bot"], "manage.py telegram_bot")],
+    ("name", "command", "healthcheck"),
+    [("engine", ["manage", "run_engine"],
+      # healthy = bars flowing and decisions being made, not "a process exists"
+      ["CMD", "python", "manage.py", "engine_health"]),
+     ("telegram", ["manage", "telegram_bot"],
+      ["CMD-SHELL", "pgrep -f 'manage.py telegram_bot' >/dev/null"])],
 )  # fmt: skip
 def test_compose_file_when_read_then_engine_and_telegram_bot_services(
-    name: str, command: list[str], process: str
+    name: str, command: list[str], healthcheck: list[str]
 ) -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     service = services[name]
@@ -90,7 +93,7 @@ def test_compose_file_when_read_then_engine_and_telegram_bot_services(
     assert service["environment"]["ENVIRONMENT"] == "prod"
     assert set(service["networks"]) == {"internal", "egress"}
     assert "ports" not in service
-    assert service["healthcheck"]["test"] == ["CMD-SHELL", f"pgrep -f '{process}' >/dev/null"]
+    assert service["healthcheck"]["test"] == healthcheck
     assert service["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
     assert service["stop_grace_period"]
     # the entrypoint's "manage" role is what runs it

@@ -303,8 +303,11 @@ class Command(BaseCommand):
         try:
             # The pid file lets `manage.py shutdown_graceful` stop the engine (SIGTERM).
             with pidfile(Path(settings.ENGINE_PIDFILE)):
-                process_metrics_start(process="engine")  # its CPU/RSS on /metrics
-                count = live.run()
+                metrics = process_metrics_start(process="engine")  # its CPU/RSS on /metrics
+                try:
+                    count = live.run()
+                finally:
+                    metrics.set()
         except (MarketDataError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from exc
         except RuntimeError as exc:
