@@ -200,3 +200,10 @@ def wait_for(
                 + more
             )
         time.sleep(interval)
+
+
+@pytest.fixture
+def log_dir() -> Iterator[Path]:
+    """A temporary folder for the logs of the processes a test starts."""
+    with tempfile.TemporaryDirectory(prefix="tradebot-live-") as tmp:
+        yield Path(tmp)

@@ -15,12 +15,17 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import psutil
 from django.conf import settings
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from apps.accounts.models import Account
+from apps.engine.services import plan_create
+from apps.risk.models import RiskLimit
+from apps.trading.services.accounts import account_get_or_create
 from tests.integration.conftest import ROOT, database_url, redis_url
 
 
@@ -160,3 +165,26 @@ def broker_sync_scheduled() -> None:
         task="brokers.sync",
         defaults={"name": "brokers: sync (test)", "interval": every_5s, "kwargs": "{}"},
     )
+
+
+def live_plan(*, broker: str, venue: str, instrument: str) -> Account:
+    """An account at ``broker`` (100,000 USD, order and position limits) with one active
+    sma_cross 3/8 plan on ``instrument`` 1m, its bars from ``venue``: trades within ~40 bars."""
+    account = account_get_or_create(
+        name=f"{broker}-live", broker=broker, currency="USD", starting_cash=Decimal("100000")
+    )
+    RiskLimit.objects.update_or_create(
+        account=account,
+        defaults={"max_order_notional": Decimal(5000), "max_position_notional": Decimal(20000)},
+    )
+    plan_create(
+        account=account,
+        venue=venue,
+        instrument=instrument,
+        timeframe="1m",
+        strategy="sma_cross",
+        params={"fast": "3", "slow": "8"},
+        stake=Decimal("500"),
+        actor="test",
+    )
+    return account

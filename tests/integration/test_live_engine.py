@@ -17,13 +17,11 @@ clock running ``SCALE`` x real time; the engine's feed clock runs on the same on
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -31,18 +29,16 @@ from apps.accounts.models import Account
 from apps.audit.models import DecisionLog
 from apps.brokers.models import ReconciliationOutcome, ReconciliationTrigger
 from apps.brokers.services.reconcile import reconcile_account
-from apps.engine.services import plan_create
 from apps.marketdata.domain.csvfile import read_bars
 from apps.marketdata.models import Bar, FeedStatus, Instrument
-from apps.risk.models import RiskLimit
 from apps.trading.models import Fill, Order
-from apps.trading.services.accounts import account_get_or_create
 from tests.fakes.kraken import KrakenFake
 from tests.integration.conftest import CeleryWorker, purge_execution_queue, wait_for
 from tests.integration.processes import (
     beat_process,
     broker_sync_scheduled,
     engine_process,
+    live_plan,
     process_env,
 )
 from tests.paths import SHARED_DATA
@@ -75,12 +71,6 @@ def kraken_ohlc() -> Iterator[tuple[KrakenFake, float]]:
         yield fake, t0
 
 
-@pytest.fixture
-def log_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="tradebot-live-") as tmp:
-        yield Path(tmp)
-
-
 def btc() -> Instrument:
     instrument, _ = Instrument.objects.get_or_create(
         symbol="BTC-USD",
@@ -95,25 +85,8 @@ def btc() -> Instrument:
 
 
 def trading_plan(broker: str) -> Account:
-    account = account_get_or_create(
-        name=f"{broker}-live", broker=broker, currency="USD", starting_cash=Decimal("100000")
-    )
-    RiskLimit.objects.update_or_create(
-        account=account,
-        defaults={"max_order_notional": Decimal(5000), "max_position_notional": Decimal(20000)},
-    )
     btc()
-    plan_create(
-        account=account,
-        venue="kraken",
-        instrument="BTC-USD",
-        timeframe="1m",
-        strategy="sma_cross",
-        params={"fast": "3", "slow": "8"},
-        stake=Decimal("500"),
-        actor="test",
-    )
-    return account
+    return live_plan(broker=broker, venue="kraken", instrument="BTC-USD")
 
 
 def stored() -> list[Bar]:

@@ -18,14 +18,12 @@ reconcile clean against the fake's.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -33,12 +31,9 @@ from apps.accounts.models import Account
 from apps.audit.models import DecisionLog
 from apps.brokers.models import ReconciliationOutcome, ReconciliationTrigger
 from apps.brokers.services.reconcile import reconcile_account
-from apps.engine.services import plan_create
 from apps.marketdata.domain.csvfile import read_bars
 from apps.marketdata.models import AssetClass, Bar, FeedStatus, Instrument
-from apps.risk.models import RiskLimit
 from apps.trading.models import Fill, Order, Position
-from apps.trading.services.accounts import account_get_or_create
 from apps.trading.venues.factory import venues_reset
 from tests.fakes.tws import TwsFake
 from tests.integration.conftest import CeleryWorker, purge_execution_queue, wait_for
@@ -46,6 +41,7 @@ from tests.integration.processes import (
     beat_process,
     broker_sync_scheduled,
     engine_process,
+    live_plan,
     process_env,
 )
 from tests.paths import SHARED_DATA
@@ -134,36 +130,13 @@ def tws(settings) -> Iterator[tuple[TwsFake, float]]:
             sessions_close_all()
 
 
-@pytest.fixture
-def log_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="tradebot-live-ibkr-") as tmp:
-        yield Path(tmp)
-
-
 def trading_plan() -> Account:
-    account = account_get_or_create(
-        name="ibkr-live", broker="ibkr", currency="USD", starting_cash=Decimal("100000")
-    )
-    RiskLimit.objects.update_or_create(
-        account=account,
-        defaults={"max_order_notional": Decimal(5000), "max_position_notional": Decimal(20000)},
-    )
     Instrument.objects.get_or_create(
         symbol="SPY",
         defaults={"base": "SPY", "quote": "USD", "asset_class": AssetClass.EQUITY,
                   "tick_size": Decimal("0.01"), "lot_size": Decimal("1")},
     )  # fmt: skip
-    plan_create(
-        account=account,
-        venue="ibkr",
-        instrument="SPY",
-        timeframe="1m",
-        strategy="sma_cross",
-        params={"fast": "3", "slow": "8"},
-        stake=Decimal("500"),
-        actor="test",
-    )
-    return account
+    return live_plan(broker="ibkr", venue="ibkr", instrument="SPY")
 
 
 def stored() -> list[Bar]:
