@@ -13,9 +13,12 @@ Three paths, each printed as n / p50 / p99 / max next to a floor measured in the
     when it is absent and was not asked for explicitly):
     the bars whose signal makes an order, then the decision path forced on every bar.
     Floor: ``strategy.on_bar`` alone on the bars that hold. Target p99 < 1 ms.
-(b) persisted, no queue: ``Engine.on_bar`` (bar stored, fills, marks, ``decision_make``) with
-    Celery eager, so ``order_send`` runs in process on commit. Floor: a ``SELECT 1`` round trip
-    and ``Engine.on_bar`` on bars that hold.
+(b) persisted, no queue: ``Engine.decide`` (paper fills, ``decision_make``, bar stored, one
+    commit) with Celery eager, so ``order_send`` runs in process on commit. Floor: a ``SELECT 1``
+    round trip and ``Engine.decide`` on bars that hold. As in the live loop
+    (``apps.engine.live``), the bookkeeping (``Engine.settle``: feed status, marks, equity rules)
+    runs after the decision, once no bar is waiting (the loop waits ENGINE_SETTLE_DELAY_SECONDS,
+    0.1 s; here: once the order has been sent); its time is printed on its own row.
 (c) through Redis and a real ``celery worker -Q execution -P solo`` subprocess: the same engine,
     ``decision_make`` enqueues on commit, the worker runs ``order_send``. Latency = the worker's
     ``order.submitted_at`` (set just before the broker call) and the ``order.sent`` audit time
@@ -209,7 +212,9 @@ def bench_pure(paths: list[Path]) -> None:
 def replay(
     account_name: str, bars: list[Bar], wait: Callable[[], None] | None
 ) -> tuple[dict, list[float]]:
-    """Feed ``bars`` to a fresh Engine; returns ({(symbol, bar ts): (t_arrive, t_done)}, hold on_bar us)."""
+    """Feed ``bars`` to a fresh Engine as the live loop does (decide, then settle); returns
+    ({(symbol, bar ts): (t_arrive, decide us, t_enqueued)}, decide us of bars that hold,
+    settle us of every bar)."""
     from django.utils import timezone
 
     from apps.engine.runner import Engine
@@ -237,13 +242,14 @@ def replay(
     )
     arrivals: dict[tuple[str, datetime], tuple[datetime, float]] = {}
     hold_us: list[float] = []
+    settle_us: list[float] = []
     orders_before = 0
     try:
         for bar in bars:
             enqueued.clear()
             arrived = timezone.now()
             t0 = time.perf_counter_ns()
-            engine.on_bar(bar)
+            engine.decide(engine.default_feed, engine.default_timeframe, bar)
             took = (time.perf_counter_ns() - t0) / 1000
             orders = Order.objects.filter(account=account).count()
             if orders != orders_before:
@@ -253,9 +259,13 @@ def replay(
                     wait()
             else:
                 hold_us.append(took)
+            # The live loop settles once no bar is waiting (after ENGINE_SETTLE_DELAY_SECONDS).
+            t0 = time.perf_counter_ns()
+            engine.settle()
+            settle_us.append((time.perf_counter_ns() - t0) / 1000)
     finally:
         services._enqueue_send = enqueue_send
-    return arrivals, hold_us
+    return arrivals, hold_us, settle_us
 
 
 def latencies(
@@ -317,19 +327,20 @@ def bench_eager(bars: list[Bar]) -> None:
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
     try:
-        arrivals, hold_us = replay("bench-eager", bars, wait=None)
+        arrivals, hold_us, settle_us = replay("bench-eager", bars, wait=None)
     finally:
         app.conf.task_always_eager = False
     to_submitted, to_sent, on_bar, _, _, missing = latencies("bench-eager", arrivals)
     print(
-        f"\n(b) in process with the database, no queue (Engine.on_bar, Celery eager), {len(bars):,} bars; "
+        f"\n(b) in process with the database, no queue (Engine.decide, Celery eager), {len(bars):,} bars; "
         f"first {WARMUP_ORDERS} orders are warm-up"
     )
     row("floor: SELECT 1 round trip", select1_us())
-    row("floor: Engine.on_bar on a bar that holds", hold_us)
+    row("floor: Engine.decide on a bar that holds", hold_us)
     row("bar -> order.submitted_at (set before the broker call)", to_submitted)
     row("bar -> 'order.sent' audit (after the broker's ack)", to_sent)
-    row("Engine.on_bar wall time, bars that decide (includes the send)", on_bar)
+    row("Engine.decide wall time, bars that decide (includes the send)", on_bar)
+    row("Engine.settle after each bar (off the order's path)", settle_us)
     if missing:
         print(f"  !! {missing} decided orders were not sent")
 
@@ -368,7 +379,7 @@ def bench_worker(bars: list[Bar], env: dict[str, str]) -> None:
                         raise RuntimeError(f"no send within {timeout:.0f} s:\n{worker.tail()}")
                     time.sleep(0.002)
 
-            arrivals, hold_us = replay("bench-worker", bars, wait=wait_sent)
+            arrivals, hold_us, settle_us = replay("bench-worker", bars, wait=wait_sent)
         finally:
             worker.stop()
     to_submitted, to_sent, on_bar, after, to_enqueued, missing = latencies("bench-worker", arrivals)
@@ -378,12 +389,13 @@ def bench_worker(bars: list[Bar], env: dict[str, str]) -> None:
     )
     row("floor: Redis PING round trip", ping_us)
     row("floor: no-op task round trip (send -> worker -> result)", noop_us)
-    row("floor: Engine.on_bar on a bar that holds", hold_us)
-    row("engine: Engine.on_bar wall time (bars that decide)", on_bar)
+    row("floor: Engine.decide on a bar that holds", hold_us)
+    row("engine: Engine.decide wall time (bars that decide)", on_bar)
     row("engine: bar -> decision committed and enqueued", to_enqueued)
     row("queue + worker: enqueued -> order.submitted_at", after)
     row("bar -> order.submitted_at in the worker", to_submitted)
     row("bar -> 'order.sent' audit in the worker (after the ack)", to_sent)
+    row("Engine.settle after each bar (off the order's path)", settle_us)
     if missing:
         print(f"  !! {missing} decided orders were not sent")
 

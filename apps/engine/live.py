@@ -3,7 +3,11 @@
 Each feed (``apps.engine.feeds``) runs ``LiveFeed.run(stop)`` on its own thread and
 pushes bars, rejections and state changes into one queue (``QueueSink``); this loop
 takes them out in order and hands them to the ``Engine`` (all database work happens on
-this thread). Between bars it:
+this thread). A bar's decision comes first (``Engine.decide``: its orders leave when it
+commits); the bookkeeping (``Engine.settle``: feed status, marks, the equity rules) runs
+once per drain, ``settle_delay`` after the last bar when no other bar is waiting (bars of
+several series closing together are all decided first), and at least every
+``settle_every`` seconds during a backlog. Between bars it:
 
 - writes the heartbeat the healthcheck reads (``engine_heartbeat``: the loop is alive,
   which series it trades, when each last had a bar);
@@ -108,6 +112,8 @@ class LiveLoop:
         watch: Callable[[], object] | None = None,
         housekeeping_every: float = 5.0,
         max_bars: int | None = None,
+        settle_delay: float = 0.1,
+        settle_every: float = 1.0,
     ) -> None:
         self.engine = engine
         self.feeds_factory = feeds_factory
@@ -116,6 +122,8 @@ class LiveLoop:
         self.watch = watch
         self.housekeeping_every = housekeeping_every
         self.max_bars = max_bars
+        self.settle_delay = settle_delay
+        self.settle_every = settle_every
         self.sink = QueueSink()
         engine.market = self.sink.market
         self._running: _Running | None = None
@@ -216,22 +224,33 @@ class LiveLoop:
         self.feeds_start()
         processed = 0
         next_housekeeping = 0.0
+        settle_at: float | None = None  # when the decided bars are settled (monotonic)
+        settle_by: float | None = None  # settled by then even if bars keep coming
         crashed = False
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
+                if settle_at is not None and (
+                    now >= settle_at or (settle_by is not None and now >= settle_by)
+                ):
+                    engine.settle()
+                    settle_at = settle_by = None
                 if now >= next_housekeeping:
                     next_housekeeping = now + self.housekeeping_every
                     self._housekeeping()
+                timeout = 0.2 if settle_at is None else max(0.0, min(0.2, settle_at - now))
                 try:
-                    kind, feed, a, b = self.sink.queue.get(timeout=0.2)
+                    kind, feed, a, b = self.sink.queue.get(timeout=timeout)
                 except queue.Empty:
                     continue
                 if kind == "bar":
                     assert isinstance(a, str)
                     assert isinstance(b, Bar)
-                    if engine.on_bar(feed, a, b):
+                    if engine.decide(feed, a, b):
                         processed += 1
+                        now = time.monotonic()
+                        settle_at = now + self.settle_delay
+                        settle_by = settle_by or now + self.settle_every
                         if self.max_bars is not None and processed >= self.max_bars:
                             break
                 elif kind == "reject":
@@ -249,6 +268,8 @@ class LiveLoop:
                         break
         finally:
             self.feeds_stop()
+            if engine.unsettled:
+                engine.settle()
             engine.rejections_flush()
             engine_heartbeat(engine)
         if crashed:

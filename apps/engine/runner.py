@@ -1,4 +1,9 @@
-"""The engine: bar -> paper fills -> strategies of every plan -> decisions -> stored bar -> marks.
+"""The engine: bar -> paper fills -> strategies of every plan -> decisions -> stored bar; then marks.
+
+Each bar has a critical path (``Engine.decide``: paper fills, decisions, the stored bar, one
+commit, orders out) and bookkeeping (``Engine.settle``: feed status, marks to market, the
+equity rules), which the live loop runs once no bar is waiting, so that an order never waits
+for the bookkeeping of the bars before it.
 
 The same strategy, pre-trade checks, order state machine, matcher and accounting as the
 backtest (apps.backtest.domain.backtest); here each step is persisted and pushed to the
@@ -104,6 +109,10 @@ class Engine:
         self.market: dict[str, tuple[Decimal, datetime]] = {}
         self._last_snapshot: dict[int, datetime] = {}
         self._rejected: dict[str, Counter[str]] = defaultdict(Counter)
+        # Decided but not yet settled: series name -> (bars, newest bar ts); account id ->
+        # (account, newest bar ts).
+        self._unsettled_series: dict[str, tuple[int, datetime]] = {}
+        self._unsettled_accounts: dict[int, tuple[Account, datetime]] = {}
         self._stopping = False
         self.bars_processed = 0
         self.bars_skipped = 0
@@ -234,12 +243,8 @@ class Engine:
         return instrument_id
 
     def on_bar(self, feed: str | Bar, timeframe: str = "", bar: Bar | None = None) -> bool:
-        """One closed bar (``on_bar(bar)`` or the sink form ``on_bar(feed, timeframe, bar)``).
-
-        1. working paper orders fill against this bar's open (decided on earlier bars);
-        2. in ONE transaction, every plan on the series decides at this bar's close and
-           the bar is stored; orders leave when it commits;
-        3. then the bookkeeping: the feed marked fresh, the accounts marked to market.
+        """One closed bar, decided and settled (``on_bar(bar)`` or the sink form
+        ``on_bar(feed, timeframe, bar)``): ``decide`` then ``settle``, for replays and tests.
 
         Returns False for a bar at or before the series' last stored bar (not processed).
         """
@@ -247,6 +252,24 @@ class Engine:
             assert isinstance(feed, Bar)
             bar, feed, timeframe = feed, self.default_feed, self.default_timeframe
         assert isinstance(feed, str)
+        if not self.decide(feed, timeframe, bar):
+            return False
+        self.settle()
+        return True
+
+    def decide(self, feed: str, timeframe: str, bar: Bar) -> bool:
+        """The bar's critical path: what must happen before its orders leave.
+
+        1. working paper orders fill against this bar's open (decided on earlier bars);
+        2. in ONE transaction, every plan on the series decides at this bar's close and
+           the bar is stored; orders leave when it commits.
+
+        The bookkeeping (the feed marked fresh, the accounts marked to market and watched by
+        the equity rules) is left to ``settle``, which the live loop runs once the queue of
+        bars is empty, so that it never delays the next bar's decision nor competes with an
+        order on its way out. Returns False for a bar at or before the series' last stored
+        bar (not processed).
+        """
         resume = self.resume_after(bar.instrument, timeframe)
         if resume is not None and bar.ts <= resume:
             self.bars_skipped += 1
@@ -269,12 +292,12 @@ class Engine:
             if newest is not None and newest[1] > closed_at
             else {}
         )
-        accounts: dict[int, Account] = {}
+        accounts: list[Account] = []
         with transaction.atomic():
             for plan in self.plans:
                 if not plan.trades(bar.instrument, timeframe):
                     continue
-                accounts[plan.account.pk] = plan.account
+                accounts.append(plan.account)
                 signal = self._strategy(plan, bar, timeframe).on_bar(bar)
                 if signal.action is SignalAction.HOLD:
                     continue
@@ -293,26 +316,46 @@ class Engine:
             bar_store(bar=bar, timeframe=timeframe, instrument_id=instrument_id)
         self._resume[(bar.instrument, timeframe)] = bar.ts
 
-        now = timezone.now()
+        # What settle() has to do for this bar.
         name = series_name(feed, bar.instrument, timeframe)
-        rejected = self._rejected.pop(name, None)
-        feed_status_update(
-            feed=name,
-            last_bar_ts=bar.ts,
-            accepted=1,
-            rejected=dict(rejected) if rejected else None,
-            now=now,
-        )
+        count, _ = self._unsettled_series.get(name, (0, bar.ts))
+        self._unsettled_series[name] = (count + 1, bar.ts)
         self._prices[bar.instrument] = bar.close
-        for account in accounts.values():
-            last = self._last_snapshot.get(account.pk)
-            take = last is None or bar.ts - last >= self.snapshot_every
-            if take:
-                self._last_snapshot[account.pk] = bar.ts
-            mark_to_market(account=account, prices=self._prices, ts=bar.ts, snapshot=take)
+        for account in accounts:
+            self._unsettled_accounts[account.pk] = (account, bar.ts)
         self.bars_processed += 1
-        self.last_bar_at = now
+        self.last_bar_at = timezone.now()
         return True
+
+    @property
+    def unsettled(self) -> bool:
+        """Whether bars were decided since the last ``settle``."""
+        return bool(self._unsettled_series or self._unsettled_accounts)
+
+    def settle(self) -> None:
+        """The bookkeeping of the bars decided since the last call, once per series and
+        account however many bars that was: each series' feed status (bars accepted, last
+        bar, rejections), then each account marked to market at the newest prices (an equity
+        snapshot at most every ``snapshot_every`` of bar time) and seen by the equity rules.
+        """
+        series, self._unsettled_series = self._unsettled_series, {}
+        accounts, self._unsettled_accounts = self._unsettled_accounts, {}
+        now = timezone.now()
+        for name, (count, last_ts) in series.items():
+            rejected = self._rejected.pop(name, None)
+            feed_status_update(
+                feed=name,
+                last_bar_ts=last_ts,
+                accepted=count,
+                rejected=dict(rejected) if rejected else None,
+                now=now,
+            )
+        for account, ts in accounts.values():
+            last = self._last_snapshot.get(account.pk)
+            take = last is None or ts - last >= self.snapshot_every
+            if take:
+                self._last_snapshot[account.pk] = ts
+            mark_to_market(account=account, prices=self._prices, ts=ts, snapshot=take)
 
     def rejections_flush(self) -> None:
         """Record rejections that no good bar of their series has carried in yet."""
@@ -331,7 +374,8 @@ class Engine:
     def run(
         self, bars: Iterable[Bar], *, timeframe: str | None = None, feed: str | None = None
     ) -> int:
-        """Process ``bars`` in order on this thread (replays, tests); returns bars processed."""
+        """Process ``bars`` in order on this thread (replays, tests), each decided and
+        settled; returns bars processed."""
         feed = feed or self.default_feed
         timeframe = timeframe or self.default_timeframe
         count = 0

@@ -30,6 +30,7 @@ from apps.trading.models import (
     Fill,
     Order,
     PaperAccount,
+    PaperClock,
     PaperFill,
     PaperOrder,
     PaperPosition,
@@ -39,7 +40,7 @@ from apps.trading.services.fills import fill_apply
 from apps.trading.services.kill_switch import kill_switch_engage
 from apps.trading.services.orders import order_send
 from apps.trading.venues.mapping import venue_order
-from apps.trading.venues.paper import PaperVenue
+from apps.trading.venues.paper import PaperVenue, paper_book_get_or_create
 from tests.trading.factories import T0, instrument, paper_account
 from tests.trading.services.test_decision_make import decide
 
@@ -205,6 +206,37 @@ def test_match_when_the_same_bar_is_processed_twice_then_booked_once_and_same_fi
     assert PaperFill.objects.count() == 1
     assert PaperAccount.objects.get(account=account).cash == cash
     assert PaperPosition.objects.get().quantity == first[0].quantity
+
+
+def test_match_when_nothing_works_then_one_statement_and_nothing_locked_or_written(
+    django_assert_num_queries,
+) -> None:
+    account = paper_account()
+    instrument()
+    paper_book_get_or_create(account)
+    venue = PaperVenue(account)
+
+    with django_assert_num_queries(1):  # no lock, no clock: most bars hold
+        assert venue.match(_bar(T0 + MINUTE)) == []
+
+    assert not PaperClock.objects.exists()
+
+
+def test_match_when_an_order_is_placed_after_an_idle_bar_then_that_bar_replayed_fills_nothing() -> (
+    None
+):
+    account = paper_account()
+    instrument()
+    venue = PaperVenue(account)
+    idle = _bar(T0)
+    assert venue.match(idle) == []  # nothing working: the clock stays where it was
+    _send(account)  # decided on T0: eligible from the bar after it
+
+    assert venue.match(idle) == []  # the idle bar again: still nothing to fill on it
+    (fill,) = venue.match(_bar(T0 + MINUTE))
+    assert PaperClock.objects.get().last_bar_ts == T0 + MINUTE
+    assert [f.trade_id for f in venue.match(_bar(T0 + MINUTE))] == [fill.trade_id]
+    assert PaperFill.objects.count() == 1
 
 
 def test_match_when_volume_caps_a_limit_order_then_replayed_bar_fills_nothing_more() -> None:

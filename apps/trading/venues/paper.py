@@ -32,7 +32,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from apps.accounts.models import Account, Broker
@@ -454,12 +454,20 @@ class PaperVenue:
         A paper book that already matched this instrument through ``bar.ts`` (the same bar
         processed twice) is not matched again: the fills it booked on that bar are
         returned instead (our side applies each once, by trade id).
+
+        Most bars have nothing to match: one statement finds that out (no working order of
+        the instrument in scope, and no book that matched it through ``bar.ts``) and nothing
+        is locked or written. The clock then stays where it was, which is safe: an order
+        placed later is eligible only for bars after its decision bar (or its submission
+        time), so a replay of such a bar cannot fill it either.
         """
         scope = (
             Q(account__broker=Broker.PAPER)
             if self.account is None
             else Q(account_id=self.account.pk)
         )
+        if not self._anything_to_match(scope, bar):
+            return []
         with transaction.atomic():
             books = {
                 b.pk: b
@@ -491,6 +499,16 @@ class PaperVenue:
                 fills += self._match_fresh(books, fresh, bar)
                 _clocks_advance(fresh, bar.instrument, bar.ts)
         return fills
+
+    @staticmethod
+    def _anything_to_match(scope: Q, bar: Bar) -> bool:
+        working = PaperOrder.objects.filter(
+            account_id=OuterRef("pk"), instrument=bar.instrument, status__in=WORKING
+        )
+        matched = PaperClock.objects.filter(
+            account_id=OuterRef("pk"), instrument=bar.instrument, last_bar_ts__gte=bar.ts
+        )
+        return PaperAccount.objects.filter(scope).filter(Exists(working) | Exists(matched)).exists()
 
     @staticmethod
     def _match_fresh(books: dict[int, PaperAccount], fresh: list[int], bar: Bar) -> list[Fill]:

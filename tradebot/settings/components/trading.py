@@ -89,6 +89,9 @@ ENGINE_FEED_TIME_ORIGIN = env.str("ENGINE_FEED_TIME_ORIGIN", default="")
 ENGINE_FEED_TIME_ORIGIN_AT = env_number("ENGINE_FEED_TIME_ORIGIN_AT", 0.0, float, minimum=0)
 # A plan's strategy is warmed up on the stored bars from its creation less this many bars.
 ENGINE_WARMUP_BARS = env_number("ENGINE_WARMUP_BARS", 1000, int, minimum=0)
+# The bookkeeping after decisions (feed status, marks, equity rules) waits this long after
+# the last bar with no other bar waiting, so that orders leave first (apps.engine.live).
+ENGINE_SETTLE_DELAY_SECONDS = env_number("ENGINE_SETTLE_DELAY_SECONDS", 0.1, float, minimum=0)
 
 # AI signals (apps.ml): the quarterly retrain reads this gap-free OHLCV CSV; empty = the
 # scheduled retrain fails with a message saying to set it.

@@ -278,6 +278,7 @@ class Command(BaseCommand):
             plans_version=version,
             watch=feeds_watch if source == "live" else None,
             max_bars=options["max_bars"],
+            settle_delay=settings.ENGINE_SETTLE_DELAY_SECONDS,
         )
         # SIGTERM (honcho, docker stop) and Ctrl-C: finish the bar in progress, then stop.
         # The previous handlers come back when the command returns (called in-process, it
