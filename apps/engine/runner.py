@@ -308,6 +308,7 @@ class Engine:
                     strategy_params=plan.strategy_params,
                     stake=plan.stake,
                     timeframe=timeframe,
+                    savepoint=False,  # the bar's transaction is the unit: no savepoint
                     **reference,
                 )
                 self.decisions += 1

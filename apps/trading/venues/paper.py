@@ -32,7 +32,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts.models import Account, Broker
@@ -232,6 +232,8 @@ def paper_fill_book(*, account: Account, fill: Fill) -> bool:
 
 
 _CLOCK_SQL: list[str] = []
+# Whether a bar has anything to match: [every paper account, one account] (built once).
+_ANY_SQL: list[str] = []
 
 
 def _clocks_advance(book_ids: list[int], instrument: str, ts: datetime) -> None:
@@ -466,7 +468,7 @@ class PaperVenue:
             if self.account is None
             else Q(account_id=self.account.pk)
         )
-        if not self._anything_to_match(scope, bar):
+        if not self._anything_to_match(bar):
             return []
         with transaction.atomic():
             books = {
@@ -500,15 +502,43 @@ class PaperVenue:
                 _clocks_advance(fresh, bar.instrument, bar.ts)
         return fills
 
-    @staticmethod
-    def _anything_to_match(scope: Q, bar: Bar) -> bool:
-        working = PaperOrder.objects.filter(
-            account_id=OuterRef("pk"), instrument=bar.instrument, status__in=WORKING
-        )
-        matched = PaperClock.objects.filter(
-            account_id=OuterRef("pk"), instrument=bar.instrument, last_bar_ts__gte=bar.ts
-        )
-        return PaperAccount.objects.filter(scope).filter(Exists(working) | Exists(matched)).exists()
+    def _anything_to_match(self, bar: Bar) -> bool:
+        """Whether a book in scope has a working order of the bar's instrument, or matched
+        it through ``bar.ts`` already: one statement, built once (the ORM's compilation of
+        the same query costs more than the query)."""
+        if not _ANY_SQL:
+            books = f'"{PaperAccount._meta.db_table}"'
+            accounts = f'"{Account._meta.db_table}"'
+            orders = f'"{PaperOrder._meta.db_table}"'
+            clocks = f'"{PaperClock._meta.db_table}"'
+            for scope in (
+                f"b.account_id IN (SELECT a.id FROM {accounts} a WHERE a.broker = %(paper)s)",  # noqa: S608
+                "b.account_id = %(account)s",
+            ):
+                _ANY_SQL.append(
+                    f"""
+                    SELECT EXISTS (
+                        SELECT 1 FROM {orders} o JOIN {books} b ON b.id = o.account_id
+                         WHERE o.instrument = %(instrument)s AND o.status = ANY(%(working)s)
+                           AND {scope}
+                    ) OR EXISTS (
+                        SELECT 1 FROM {clocks} c JOIN {books} b ON b.id = c.account_id
+                         WHERE c.instrument = %(instrument)s AND c.last_bar_ts >= %(ts)s
+                           AND {scope}
+                    )
+                    """  # noqa: S608 - names from the models, values as parameters
+                )
+        params = {
+            "paper": Broker.PAPER.value,
+            "account": self.account.pk if self.account is not None else None,
+            "instrument": bar.instrument,
+            "working": list(WORKING),
+            "ts": bar.ts,
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(_ANY_SQL[0 if self.account is None else 1], params)
+            (found,) = cursor.fetchone()
+        return bool(found)
 
     @staticmethod
     def _match_fresh(books: dict[int, PaperAccount], fresh: list[int], bar: Bar) -> list[Fill]:
