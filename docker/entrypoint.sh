@@ -30,10 +30,11 @@ case "$role" in
         # Its one thread also reads the broker connection: no gossip (it would receive and
         # process every other worker's task events), no mingle (nothing is revoked here),
         # no worker heartbeats; remote control (inspect ping, the healthcheck) stays on.
-        exec celery -A tradebot worker -Q execution -P solo -n execution@%h -l INFO \
+        # -q: no start-up banner on stdout (the logs are JSON lines, settings.LOGGING).
+        exec celery -A tradebot -q worker -Q execution -P solo -n execution@%h -l INFO \
             --without-gossip --without-mingle --without-heartbeat "$@" ;;
     worker)
-        exec celery -A tradebot worker -Q default,reconciliation,maintenance,ml -c 2 -n worker@%h -l INFO "$@" ;;
+        exec celery -A tradebot -q worker -Q default,reconciliation,maintenance,ml -c 2 -n worker@%h -l INFO "$@" ;;
     beat)
         exec celery -A tradebot beat -l INFO "$@" ;;
     telegram)

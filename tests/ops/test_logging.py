@@ -196,3 +196,58 @@ def test_prune_when_files_older_than_90_days_then_deleted_and_stale_live_files_r
 def test_process_role_when_argv_then_file_name(argv, role, monkeypatch):
     monkeypatch.delenv("LOG_PROCESS_NAME", raising=False)
     assert process_role(argv) == role
+
+
+def test_celery_worker_when_json_and_log_dir_then_logs_json_masked_into_its_file(tmp_path):
+    """A real worker started as docker/entrypoint.sh starts it: its own lines and Celery's
+    (an unregistered task's body, which Celery logs in full) come out as JSON lines,
+    masked, on stdout and in its own file in LOG_DIR."""
+    from celery import Celery
+
+    secret = "kraken-secret-value-123456"
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    env = {
+        **os.environ,
+        "LOG_FORMAT": "json",
+        "LOG_DIR": str(tmp_path),
+        "KRAKEN_API_SECRET": secret,
+        "CELERY_BROKER_URL": redis_url,
+        "PYTHONUNBUFFERED": "1",
+        # CI runs as root; the image's worker does not (Celery warns before logging starts).
+        "PYTHONWARNINGS": "ignore:You're running the worker with superuser privileges",
+    }
+    queue = f"logtest-{os.getpid()}"
+    out = tmp_path / "stdout.txt"
+    celery = Path(sys.executable).parent / "celery"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [str(celery), "-A", "tradebot", "-q", "worker", "-Q", queue, "-P", "solo",
+             "-l", "INFO", "-n", f"{queue}@localhost",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    client = Celery(broker=redis_url)
+    try:
+        deadline = time.monotonic() + 60
+        while b"ready" not in out.read_bytes():
+            assert proc.poll() is None, out.read_text()
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.2)
+        client.send_task("tests.not_a_task", args=[f"api_secret={secret}", secret], queue=queue)
+        while b"not_a_task" not in out.read_bytes():
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.2)
+        printed = out.read_text()  # before the shutdown message Celery prints plain
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        client.close()
+
+    assert secret not in printed
+    lines = [line for line in printed.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert any("not_a_task" in r["message"] and "***" in r["message"] for r in records)
+    worker_log = (tmp_path / f"celery-worker-{queue}.log").read_text()
+    assert secret not in worker_log
+    assert "not_a_task" in worker_log
+    assert [json.loads(line)["logger"] for line in worker_log.splitlines() if line.strip()]

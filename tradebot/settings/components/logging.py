@@ -2,10 +2,19 @@
 
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from tradebot.env import env
 
 _LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()
-_JSON = env.str("ENVIRONMENT", default="dev") in ("staging", "prod")
+# LOG_FORMAT: json (the default in staging and prod: one JSON object per line) or plain.
+LOG_FORMAT = env.str(
+    "LOG_FORMAT",
+    default="json" if env.str("ENVIRONMENT", default="dev") in ("staging", "prod") else "plain",
+).lower()
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not a log format: use json or plain")
+_JSON = LOG_FORMAT == "json"
 # Files: one per process in LOG_DIR, rotated at midnight UTC, kept LOG_RETENTION_DAYS
 # (apps/ops/logging.py); unset = stdout only (the container runtime keeps it).
 LOG_DIR = env.str("LOG_DIR", default="")
