@@ -245,3 +245,14 @@ def test_github_workflow_when_validated_then_matches_the_workflow_schema() -> No
     jobs = yaml.safe_load(workflow.read_text())["jobs"]
     assert jobs["deploy"]["needs"] == "test"
     assert jobs["deploy"]["environment"]["name"] == "production"
+    assert "refs/heads/main" in jobs["deploy"]["if"]
+    assert jobs["deploy-staging"]["environment"]["name"] == "staging"
+    assert "refs/heads/develop" in jobs["deploy-staging"]["if"]
+    for job, env_file in (
+        ("deploy", "config/.env.prod"),
+        ("deploy-staging", "config/.env.staging"),
+    ):
+        (step,) = jobs[job]["steps"]
+        script = step["with"]["script"]
+        assert "git show ${{ github.sha }}:scripts/deploy.sh" in script
+        assert f"tradebot-deploy.sh ${{{{ github.sha }}}} {env_file}" in script
