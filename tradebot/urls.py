@@ -4,6 +4,18 @@ from two_factor.admin import AdminSiteOTPRequired
 from two_factor.urls import urlpatterns as two_factor_urlpatterns
 
 from apps.core.views import HealthView
+from apps.panel.enrolment import EnrolmentRequiredView, GuardedSetupView
+
+# django-two-factor-auth's URLs, its setup wizard closed to password-only sessions (a
+# password alone never enrols a device: apps/panel/enrolment.py).
+_two_factor_patterns, _two_factor_app = two_factor_urlpatterns
+two_factor_guarded = (
+    [
+        path("account/two_factor/setup/", GuardedSetupView.as_view(), name="setup"),
+        *_two_factor_patterns,
+    ],
+    _two_factor_app,
+)
 
 # The admin needs an OTP-verified staff user too; its login goes to the two-factor login.
 admin.site.__class__ = AdminSiteOTPRequired
@@ -12,8 +24,13 @@ admin.site.site_title = "Tradebot"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    # Two-factor login (password, then TOTP code) and enrolment with a QR code.
-    path("", include(two_factor_urlpatterns)),
+    # Two-factor login (password, then TOTP code, or a backup code).
+    path("", include(two_factor_guarded)),
+    path(
+        "account/enrolment-required/",
+        EnrolmentRequiredView.as_view(),
+        name="enrolment_required",
+    ),
     path("health", HealthView.as_view(), name="health"),
     path("", include("django_prometheus.urls")),
     path("ml/", include("apps.ml.urls")),

@@ -25,8 +25,9 @@ def is_verified_staff(user: Any) -> bool:
 
 
 class VerifiedStaffRequiredMixin(AccessMixin):
-    """Anonymous -> the two-factor login; password only -> enrol a device (QR) or log in
-    again with the code; verified but not staff -> 403."""
+    """Anonymous -> the two-factor login; password only -> log in again with the code, or,
+    without an authenticator, the page saying who can issue one (a password never enrols a
+    device); verified but not staff -> 403."""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         user = request.user
@@ -34,7 +35,7 @@ class VerifiedStaffRequiredMixin(AccessMixin):
             return self.handle_no_permission()
         if not user.is_verified():
             if not user_has_device(user):
-                return redirect_to_login(request.get_full_path(), "two_factor:setup")
+                return redirect_to_login(request.get_full_path(), "enrolment_required")
             return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
         if not user.is_staff:
             raise PermissionDenied("staff only")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from base64 import b32decode
-
 import pytest
 from django.test import Client
 from django.urls import get_resolver, reverse
@@ -69,7 +67,7 @@ def _assert_nothing_given(response) -> None:
         assert marker not in body
     if response.status_code == 302:
         assert response.url.startswith(
-            ("/account/login/", "/account/two_factor/setup/", "/admin/login/")
+            ("/account/login/", "/account/enrolment-required/", "/admin/login/")
         )
     if response.status_code == 401:
         assert "error" in response.json()
@@ -146,16 +144,19 @@ def test_admin_when_verified_staff_then_opens(client, admin_user):
     assert response.status_code == 200
 
 
-def test_overview_when_password_only_and_no_device_then_redirects_to_enrolment(client, operator):
+def test_overview_when_password_only_and_no_device_then_told_who_issues_one(client, operator):
     # Arrange
     otp_login(client, operator, verified=False)
 
     # Act
     response = client.get(reverse("panel:overview"))
+    page = client.get(response.url)
 
     # Assert
     assert response.status_code == 302
-    assert response.url.startswith(reverse("two_factor:setup"))
+    assert response.url.startswith(reverse("enrolment_required"))
+    assert page.status_code == 403
+    assert "manage.py staff_totp_reset operator" in page.content.decode()
 
 
 def _login_steps(client: Client, username: str, password: str):
@@ -241,28 +242,36 @@ def test_login_when_four_wrong_passwords_then_still_allowed(client, operator):
     assert 'name="token-otp_token"' in response.content.decode()
 
 
-def test_enrolment_when_qr_scanned_and_code_entered_then_device_confirmed_and_verified(
+def test_enrolment_when_password_only_then_the_setup_wizard_is_closed_and_no_device_added(
     client, operator
 ):
-    # Arrange: password-only login of a user with no device yet.
+    # Arrange: password-only login of a user with no device yet (an attacker who has the
+    # password would enrol their own authenticator here).
     otp_login(client, operator, verified=False)
     setup = reverse("two_factor:setup")
-    client.get(setup)
-    page = client.post(setup, {"setup_view-current_step": "welcome"})
-    qr = client.get(reverse("two_factor:qr"))
-    b32 = client.session["django_two_factor-qr_secret_key"]
-    code = totp(b32decode(b32))
 
     # Act
-    done = client.post(setup, {"setup_view-current_step": "generator", "generator-token": code})
+    page = client.get(setup)
+    welcome = client.post(setup, {"setup_view-current_step": "welcome"})
+    generator = client.post(
+        setup, {"setup_view-current_step": "generator", "generator-token": "123456"}
+    )
 
     # Assert
-    assert "QR Code" in page.content.decode()
-    assert qr.status_code == 200
-    assert qr["Content-Type"].startswith("image/svg+xml")
-    assert done.status_code == 302
-    assert TOTPDevice.objects.filter(user=operator, confirmed=True).count() == 1
-    assert client.get(reverse("panel:overview")).status_code == 200
+    assert (page.status_code, welcome.status_code, generator.status_code) == (403, 403, 403)
+    assert "staff_totp_reset" in page.content.decode()
+    assert "QR Code" not in page.content.decode()
+    assert not TOTPDevice.objects.filter(user=operator).exists()
+    assert client.get(reverse("panel:overview")).status_code == 302
+
+
+def test_enrolment_when_verified_then_the_setup_wizard_stays_open(client, operator):
+    otp_login(client, operator)
+
+    response = client.get(reverse("two_factor:setup"))
+
+    assert response.status_code in (200, 302)  # its own page, or "already set up"
+    assert "staff_totp_reset" not in response.content.decode()
 
 
 @pytest.mark.parametrize(

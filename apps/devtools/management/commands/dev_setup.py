@@ -23,6 +23,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--password-file", default=str(Path(settings.BASE_DIR) / "var" / "dev-admin.txt")
         )
+        parser.add_argument(
+            "--qr", action="store_true", help="print the admin's authenticator as a QR code"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         username = options["username"]
@@ -50,13 +53,25 @@ class Command(BaseCommand):
                 "max_position_notional": Decimal("20000"),
             },
         )
-        from django_otp import user_has_device
+        # A password never enrols an authenticator (apps/accounts/staff.py): the dev admin
+        # gets one here, its otpauth URI kept beside the password (dev only).
+        from django_otp.plugins.otp_totp.models import TOTPDevice
 
-        second_factor = (
-            "then your authenticator app's code"
-            if user_has_device(user)
-            else "then scan the QR code shown with an authenticator app (first login only)"
-        )
+        from apps.accounts.staff import staff_totp_enrol
+
+        totp_file = password_file.with_name(password_file.stem + "-totp.txt")
+        device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+        if device is None or not totp_file.exists():
+            uri = staff_totp_enrol(user=user, actor="dev_setup").otpauth_uri
+            totp_file.write_text(uri + "\n")
+            totp_file.chmod(0o600)
+        if options["qr"]:
+            import qrcode
+
+            code = qrcode.QRCode(border=2)
+            code.add_data(totp_file.read_text().strip())
+            code.print_ascii(out=self.stdout, invert=True)
         self.stdout.write(
-            f"login: http://127.0.0.1:8000/  user {username}  password {password}, {second_factor}"
+            f"login: http://127.0.0.1:8000/  user {username}  password {password}, then the code "
+            f"of the authenticator in {totp_file} (QR: .venv/bin/python manage.py dev_setup --qr)"
         )
