@@ -41,6 +41,8 @@ _problems = problems(
         debug=DEBUG,
         secret_key=SECRET_KEY,
         database_url=env.str("DATABASE_URL", default=""),
+        database_owner_url=env.str("DATABASE_OWNER_URL", default=""),
+        owner_password_file=env.str("DATABASE_OWNER_PASSWORD_FILE", default=""),
         allowed_hosts=list(ALLOWED_HOSTS),
         env_file=ENV_FILE_LOADED,
         salt_key=SALT_KEY,

@@ -31,6 +31,9 @@ class DeployedConfig:
     allowed_hosts: list[str]
     env_file: Path | None
     salt_key: str = ""
+    # Set only where migrate runs (the migrate service), never for the app processes.
+    database_owner_url: str = ""
+    owner_password_file: str = ""
 
 
 def problems(config: DeployedConfig) -> list[str]:
@@ -83,6 +86,22 @@ def problems(config: DeployedConfig) -> list[str]:
             found.append(
                 "DATABASE_URL has no password or a default one: create a strong password for "
                 f"the database user and put it in DATABASE_URL in {where}"
+            )
+    if config.database_url and config.database_owner_url:
+        app_user = urlsplit(config.database_url).username or ""
+        owner = urlsplit(config.database_owner_url)
+        if app_user == (owner.username or ""):
+            found.append(
+                f"DATABASE_URL and DATABASE_OWNER_URL use the same role {app_user!r}: the "
+                "application needs its own role without the owner's rights (e.g. tradebot_app), "
+                f"set it in DATABASE_URL in {where} (docs/security.md)"
+            )
+        if (
+            owner.password or ""
+        ).lower() in DEFAULT_DB_PASSWORDS and not config.owner_password_file:
+            found.append(
+                "DATABASE_OWNER_URL has no password or a default one: give the owner role a "
+                "strong password (or DATABASE_OWNER_PASSWORD_FILE)"
             )
     if not config.allowed_hosts or "*" in config.allowed_hosts:
         found.append(
