@@ -3,7 +3,7 @@ from django.urls import include, path
 from two_factor.admin import AdminSiteOTPRequired
 from two_factor.urls import urlpatterns as two_factor_urlpatterns
 
-from apps.core.views import HealthView
+from apps.core.views import HealthView, metrics_view
 
 # The admin needs an OTP-verified staff user too; its login goes to the two-factor login.
 admin.site.__class__ = AdminSiteOTPRequired
@@ -15,7 +15,8 @@ urlpatterns = [
     # Two-factor login (password, then TOTP code) and enrolment with a QR code.
     path("", include(two_factor_urlpatterns)),
     path("health", HealthView.as_view(), name="health"),
-    path("", include("django_prometheus.urls")),
+    # Prometheus, with its bearer token (METRICS_BEARER_TOKEN)
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("ml/", include("apps.ml.urls")),
     path("reconciliation/", include("apps.brokers.urls")),
     path("", include("apps.ops.urls")),
