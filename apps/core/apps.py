@@ -15,12 +15,18 @@ class CoreConfig(AppConfig):
     label = "core"
 
     def ready(self) -> None:
+        from django.apps import apps
         from django.db.backends.signals import connection_created
         from django.db.models.signals import post_migrate
 
-        # After every migrate run as the owner: the application role's grants again
-        # (new tables included). Once per migrate (sender: this app only).
-        post_migrate.connect(_grant_after_migrate, sender=self, dispatch_uid="core.app_role_grant")
+        # After every migrate run as the owner: the application role's grants again (new
+        # tables included). post_migrate is sent once per app with models, after all the
+        # migrations ran: listen to one of them (audit: the tables this is about).
+        post_migrate.connect(
+            _grant_after_migrate,
+            sender=apps.get_app_config("audit"),
+            dispatch_uid="core.app_role_grant",
+        )
         connection_created.connect(_refuse_privileged_role, dispatch_uid="core.role_check")
 
 

@@ -32,7 +32,7 @@ from apps.core.db_roles import (
 )
 from tests.audit.test_decision_log_append_only import a_decision
 from tests.dbroles import AppRole, app_role_create, app_role_drop, app_role_name
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -142,8 +142,10 @@ def test_app_role_when_migrating_audit_back_to_0001_then_refused_and_nothing_cha
 ) -> None:
     a_decision()
     before = _snapshot()
+    # As an app process has it: its own URL, no owner's URL (were it there, migrate would
+    # connect as the owner: manage.py)
     env = {**os.environ, "ENVIRONMENT": "test", "DATABASE_URL": app_role.url}
-    env.pop("DATABASE_OWNER_URL", None)
+    env["DATABASE_OWNER_URL"] = ""
     env.pop("DJANGO_SETTINGS_MODULE", None)
 
     result = subprocess.run(
@@ -230,3 +232,42 @@ def test_grant_when_app_role_is_the_owner_then_refused() -> None:
 
     with transaction.atomic(), pytest.raises(RoleError, match="both use the role"):
         app_role_grant(cursor=connection.connection.cursor(), app_role=me)
+
+
+def test_migrate_when_run_as_the_owner_then_creates_and_grants_the_application_role() -> None:
+    name = app_role_name()
+    app_role_drop(name)
+    app_url = database_url(
+        {**settings.DATABASES["default"], "USER": name, "PASSWORD": "pw-42-Strong"}
+    )
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": app_url,
+        "DATABASE_OWNER_URL": database_url(settings.DATABASES["default"]),
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+
+    try:
+        result = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        with connection.cursor() as c:
+            c.execute(
+                "SELECT has_table_privilege(%s, 'audit_decisionlog', 'INSERT'),"
+                " has_table_privilege(%s, 'audit_decisionlog', 'UPDATE'),"
+                " has_table_privilege(%s, 'trading_account', 'UPDATE')",
+                [name, name, name],
+            )
+            rights = c.fetchone()
+    finally:
+        app_role_drop(name)
+
+    assert result.returncode == 0, result.stderr
+    assert f"Granted the application role '{name}'" in result.stdout
+    assert rights == (True, False, True)

@@ -66,6 +66,7 @@ def process_env(
                     "NOTIFY_EMAIL_RECIPIENTS=ops@example.com",
                     "SMTP_SMARTHOST=127.0.0.1:9",
                     f"ALERTMANAGER_WEBHOOK_TOKEN={secrets.token_urlsafe(32)}",
+                    f"METRICS_BEARER_TOKEN={secrets.token_urlsafe(32)}",
                     "",
                 ]
             )

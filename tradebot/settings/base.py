@@ -115,15 +115,21 @@ DATABASE_AS_OWNER = os.environ.get("TRADEBOT_DB_ROLE", "") == "owner" and bool(D
 DATABASES = {
     "default": env.db_url_config(DATABASE_OWNER_URL if DATABASE_AS_OWNER else DATABASE_APP_URL)
 }
-if DATABASE_AS_OWNER and (_owner_password_file := env.str("DATABASE_OWNER_PASSWORD_FILE", "")):
-    # compose: the owner's password is a secret file given to postgres and migrate only
+
+
+def _owner_password(path: str) -> str:
     try:
-        DATABASES["default"]["PASSWORD"] = Path(_owner_password_file).read_text().strip()
-    except OSError as exc:
+        return Path(path).read_text().strip()
+    except OSError as error:
         raise ImproperlyConfigured(
-            f"DATABASE_OWNER_PASSWORD_FILE={_owner_password_file!r} cannot be read ({exc}): "
+            f"DATABASE_OWNER_PASSWORD_FILE={path!r} cannot be read ({error}): "
             "mount the owner's password file there (docs/deploy.md)"
         ) from None
+
+
+if DATABASE_AS_OWNER and (_owner_password_file := env.str("DATABASE_OWNER_PASSWORD_FILE", "")):
+    # compose: the owner's password is a secret file given to postgres and migrate only
+    DATABASES["default"]["PASSWORD"] = _owner_password(_owner_password_file)
 DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

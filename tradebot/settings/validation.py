@@ -20,6 +20,7 @@ DEFAULT_DB_PASSWORDS = frozenset(
 )
 MIN_SECRET_LENGTH = 50
 MIN_SALT_LENGTH = 16
+MIN_METRICS_TOKEN_LENGTH = 24
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class DeployedConfig:
     # Set only where migrate runs (the migrate service), never for the app processes.
     database_owner_url: str = ""
     owner_password_file: str = ""
+    metrics_token: str = ""
 
 
 def problems(config: DeployedConfig) -> list[str]:
@@ -103,6 +105,15 @@ def problems(config: DeployedConfig) -> list[str]:
                 "DATABASE_OWNER_URL has no password or a default one: give the owner role a "
                 "strong password (or DATABASE_OWNER_PASSWORD_FILE)"
             )
+    token = config.metrics_token
+    if not token or token.lower() in DEFAULT_SECRETS or len(token) < MIN_METRICS_TOKEN_LENGTH:
+        found.append(
+            f"METRICS_BEARER_TOKEN is missing or weak (need {MIN_METRICS_TOKEN_LENGTH}+ random "
+            "characters; /metrics shows equity, P&L and exposures): generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` into "
+            "config/secrets/metrics-token (METRICS_BEARER_TOKEN_FILE, read by Prometheus too) "
+            f"or set METRICS_BEARER_TOKEN in {where}"
+        )
     if not config.allowed_hosts or "*" in config.allowed_hosts:
         found.append(
             f"DJANGO_ALLOWED_HOSTS must list the server's host names (not empty, not '*'): "
