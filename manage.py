@@ -10,7 +10,8 @@ import importlib
 import os
 import sys
 
-OWNER_COMMANDS = frozenset({"migrate", "db_grant_app_role"})
+# restore replaces the tables (pg_restore --clean), then grants the application role again.
+OWNER_COMMANDS = frozenset({"migrate", "db_grant_app_role", "restore"})
 
 
 def main() -> None:

@@ -21,10 +21,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# The append-only tables (apps/audit): names only, core imports no app above it.
-APPEND_ONLY_TABLES = ("audit_decisionlog", "audit_auditevent")
-# Read only for the application: which migrations ran is the owner's business.
-READ_ONLY_TABLES = ("django_migrations",)
+# The append-only tables register here at start-up (apps/audit/apps.py): core imports no
+# app above it and names none of their tables.
+_APPEND_ONLY: list[str] = []
+# Read only for the application: which migrations ran is the owner's business. Its
+# owner is the owner of the tables (migrate created it).
+MIGRATIONS_TABLE = "django_migrations"
+READ_ONLY_TABLES = (MIGRATIONS_TABLE,)
+
+
+def append_only_register(*tables: str) -> None:
+    """Tables the application role may only INSERT into and SELECT from."""
+    _APPEND_ONLY.extend(t for t in tables if t not in _APPEND_ONLY)
+
+
+def append_only_tables() -> tuple[str, ...]:
+    return tuple(_APPEND_ONLY)
+
+
 # What the application role may do to every other table and to the sequences.
 TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 APPEND_ONLY_PRIVILEGES = "SELECT, INSERT"
@@ -45,7 +59,7 @@ class RoleFacts:
     createrole: bool
     bypassrls: bool
     schema_create: bool
-    table_owner: str | None  # owner of the decision log table; None before the first migrate
+    table_owner: str | None  # owner of the tables (migrate's role); None before the first migrate
     member_of_owner: bool
     rewrite_rights: tuple[str, ...]  # append-only tables it may UPDATE/DELETE/TRUNCATE
 
@@ -87,7 +101,7 @@ def role_facts(cursor: Any) -> RoleFacts:
         " (SELECT pg_get_userbyid(c.relowner) FROM pg_class c"
         "  WHERE c.oid = to_regclass(%s))"
         " FROM pg_roles r WHERE r.rolname = current_user",
-        [APPEND_ONLY_TABLES[0]],
+        [MIGRATIONS_TABLE],
     ).fetchone()
     member = False
     if owner is not None:
@@ -96,7 +110,7 @@ def role_facts(cursor: Any) -> RoleFacts:
         )
     rewrite = tuple(
         table
-        for table in APPEND_ONLY_TABLES
+        for table in append_only_tables()
         if cursor.execute(
             "SELECT to_regclass(%s) IS NOT NULL AND has_table_privilege(current_user, %s, %s)",
             [table, table, REWRITE_PRIVILEGES.replace(" ", "")],
@@ -163,7 +177,7 @@ def app_role_grant(*, cursor: Any, app_role: str, password: str | None = None) -
             "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT USAGE, SELECT ON SEQUENCES TO {}"
         ).format(schema, role),
     ]
-    limited = [(t, APPEND_ONLY_PRIVILEGES) for t in APPEND_ONLY_TABLES]
+    limited = [(t, APPEND_ONLY_PRIVILEGES) for t in append_only_tables()]
     limited += [(t, "SELECT") for t in READ_ONLY_TABLES]
     for table, rights in limited:
         if cursor.execute("SELECT to_regclass(%s)", [table]).fetchone()[0] is None:

@@ -24,9 +24,9 @@ from django.db import connection, transaction
 from apps.audit.models import AuditEvent, DecisionLog
 from apps.audit.services import audit_record
 from apps.core.db_roles import (
-    APPEND_ONLY_TABLES,
     RoleError,
     app_role_grant,
+    append_only_tables,
     role_facts,
     role_problems,
 )
@@ -78,7 +78,7 @@ def _triggers() -> list[tuple[str, str, str]]:
         c.execute(
             "SELECT tgrelid::regclass::text, tgname, tgenabled FROM pg_trigger"
             " WHERE tgrelid = ANY(%s::regclass[]) AND NOT tgisinternal ORDER BY 1, 2",
-            [list(APPEND_ONLY_TABLES)],
+            [list(append_only_tables())],
         )
         return c.fetchall()
 
@@ -180,6 +180,7 @@ def test_app_role_when_working_then_inserts_and_reads_the_logs_and_writes_other_
         ).fetchone()
         facts = role_facts(conn.cursor())
 
+    assert set(append_only_tables()) == {"audit_decisionlog", "audit_auditevent"}  # registered
     assert rows == [("engine",)]
     assert writable == (True, False)
     assert role_problems(facts) == []  # the start-up check lets it run
@@ -190,7 +191,7 @@ def test_owner_when_truncating_without_asking_then_trigger_refuses() -> None:
     audit_record(actor="test", action="x")
 
     with psycopg.connect(**_owner_conninfo(), autocommit=True) as conn:
-        for table in APPEND_ONLY_TABLES:
+        for table in append_only_tables():
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only: TRUNCATE"):
                 conn.execute(f"TRUNCATE {table}")
 
