@@ -92,10 +92,12 @@ def web(https_port: int) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def nginx_in_front_of(upstream: str, https_port: int, tmp_path: Path) -> Iterator[str]:
+def nginx_in_front_of(
+    upstream: str, https_port: int, tmp_path: Path, http_port: int | None = None
+) -> Iterator[str]:
     """The shipped nginx config on loopback (tests/ops/test_deployment_files.render_nginx)."""
     binary = need("nginx", "nginx")
-    conf = render_nginx(tmp_path, upstream, free_port(), https_port)
+    conf = render_nginx(tmp_path, upstream, http_port or free_port(), https_port)
     proc = subprocess.Popen(  # noqa: S603
         [binary, "-c", str(conf), "-e", str(tmp_path / "error.log"), "-g", "daemon off;"],
         stdout=subprocess.DEVNULL,
@@ -153,13 +155,18 @@ def test_nginx_when_client_sends_forwarded_for_then_it_is_replaced_by_the_client
     echo_upstream: tuple[str, list[str]], tmp_path: Path
 ) -> None:
     upstream, seen = echo_upstream
-    with nginx_in_front_of(upstream, free_port(), tmp_path) as base:
+    http_port = free_port()
+    with nginx_in_front_of(upstream, free_port(), tmp_path, http_port) as base:
         transport = httpx.HTTPTransport(local_address=CLIENT_IP, verify=False)  # noqa: S501
-        with httpx.Client(base_url=base, transport=transport) as http:
-            response = http.get("/anything", headers={"X-Forwarded-For": FORGED_IP})
+        with httpx.Client(transport=transport) as http:
+            forged = {"X-Forwarded-For": FORGED_IP}
+            responses = [
+                http.get(f"{base}/anything", headers=forged),  # https: the app
+                http.get(f"http://127.0.0.1:{http_port}/health", headers=forged),  # the probe
+            ]
 
-    assert response.status_code == 200
-    assert seen == [CLIENT_IP]  # set, not appended to ("203.0.113.66, 127.0.0.2")
+    assert [r.status_code for r in responses] == [200, 200]
+    assert seen == [CLIENT_IP, CLIENT_IP]  # set, not appended to ("203.0.113.66, 127.0.0.2")
 
 
 def failed_login(base: str, source_ip: str, forged: str) -> httpx.Response:
