@@ -167,6 +167,9 @@ def app_role_grant(*, cursor: Any, app_role: str, password: str | None = None) -
         sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(database, role),
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, role),
         sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(schema, role),
+        # PostgreSQL < 15 let everyone create in public (a warning, not an error, when the
+        # owner of the tables does not own the schema)
+        sql.SQL("REVOKE CREATE ON SCHEMA {} FROM PUBLIC").format(schema),
         sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema, role),
         sql.SQL("GRANT {} ON ALL TABLES IN SCHEMA {} TO {}").format(table_rights, schema, role),
         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(schema, role),
