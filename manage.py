@@ -10,10 +10,17 @@ import importlib
 import os
 import sys
 
+# restore replaces the tables (pg_restore --clean), then grants the application role again.
+OWNER_COMMANDS = frozenset({"migrate", "db_grant_app_role", "restore"})
+
 
 def main() -> None:
     from django.core.exceptions import ImproperlyConfigured
 
+    # The commands that change the schema connect as the owner role (DATABASE_OWNER_URL,
+    # tradebot/settings/base.py); every other command as the application role.
+    if sys.argv[1:2] and sys.argv[1] in OWNER_COMMANDS:
+        os.environ["TRADEBOT_DB_ROLE"] = "owner"
     try:
         from tradebot.env import setup_settings_module
 

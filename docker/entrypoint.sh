@@ -23,8 +23,12 @@ role="${1:-web}"
 shift || true
 case "$role" in
     web)
+        # X-Forwarded-For/-Proto are believed only from the proxy's address (nginx, which
+        # sets them: docker/nginx.conf): anyone else's are ignored, so a client cannot
+        # choose the address the login lockout records. compose sets nginx's fixed address.
         exec uvicorn tradebot.asgi:application --host 0.0.0.0 --port 8000 \
-            --proxy-headers --forwarded-allow-ips='*' --no-access-log "$@" ;;
+            --proxy-headers --forwarded-allow-ips="${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
+            --no-access-log "$@" ;;
     execution)
         # One sender per broker account: the execution queue has a single-process worker.
         # Its one thread also reads the broker connection: no gossip (it would receive and
@@ -41,6 +45,8 @@ case "$role" in
         # The Telegram bot (long polling; needs TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID).
         exec python manage.py telegram_bot "$@" ;;
     migrate)
+        # As the owner (DATABASE_OWNER_URL, the migrate service only); it then grants the
+        # application role of DATABASE_URL its privileges (apps/core/db_roles.py).
         exec python manage.py migrate --noinput "$@" ;;
     manage)
         exec python manage.py "$@" ;;

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """`make run`: migrate, seed, then web + Celery workers + beat + engine in one terminal.
 
-Run through `scripts/services.py run --`, which provides DATABASE_URL and REDIS_URL.
+Run through `scripts/services.py run --`, which provides DATABASE_URL (the application
+role), DATABASE_OWNER_URL (the owner: migrate runs as it and grants the application role)
+and REDIS_URL.
 Output is prefixed by process (honcho); Ctrl-C stops every process cleanly.
 """
 
@@ -21,7 +23,10 @@ HOST = os.environ.get("TRADEBOT_HOST", "127.0.0.1")
 PORT = os.environ.get("TRADEBOT_PORT", "8000")
 
 PROCESSES = {
-    "web": f"{PY} -m uvicorn tradebot.asgi:application --host {HOST} --port {PORT} --no-access-log",
+    # No proxy in front in dev: forwarded headers are never believed (a local client could
+    # otherwise choose the address the login lockout records; production: entrypoint.sh).
+    "web": f"{PY} -m uvicorn tradebot.asgi:application --host {HOST} --port {PORT} "
+    "--no-proxy-headers --no-access-log",
     # One sender per account: the execution queue has its own single-process worker.
     "execution": f"{PY} -m celery -A tradebot worker -Q execution -P solo -n execution@%h -l INFO",
     "worker": f"{PY} -m celery -A tradebot worker -Q default,reconciliation,maintenance,ml -c 1 "
@@ -66,7 +71,8 @@ def main() -> int:
     )
     print(banner, flush=True)
     manager = Manager(Printer(sys.stdout))
-    env = dict(os.environ)
+    # The processes connect as the application role only: the owner's URL is for migrate.
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_OWNER_URL"}
     processes = dict(PROCESSES)
     if telegram_configured():
         processes["telegram"] = TELEGRAM_BOT

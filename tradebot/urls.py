@@ -3,7 +3,7 @@ from django.urls import include, path
 from two_factor.admin import AdminSiteOTPRequired
 from two_factor.urls import urlpatterns as two_factor_urlpatterns
 
-from apps.core.views import HealthView
+from apps.core.views import HealthView, metrics_view
 from apps.panel.enrolment import EnrolmentRequiredView, GuardedSetupView
 
 # django-two-factor-auth's URLs, its setup wizard closed to password-only sessions (a
@@ -32,7 +32,8 @@ urlpatterns = [
         name="enrolment_required",
     ),
     path("health", HealthView.as_view(), name="health"),
-    path("", include("django_prometheus.urls")),
+    # Prometheus, with its bearer token (METRICS_BEARER_TOKEN)
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("ml/", include("apps.ml.urls")),
     path("reconciliation/", include("apps.brokers.urls")),
     path("", include("apps.ops.urls")),

@@ -6,6 +6,7 @@ rule lives in one place below every app that renders a page.
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +15,24 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django_otp import user_has_device
+
+
+def bearer_token_ok(request: HttpRequest) -> bool:
+    """The request carries ``Authorization: Bearer <METRICS_BEARER_TOKEN>`` (Prometheus).
+
+    No token configured (dev, test): True. Compared in constant time.
+    """
+    expected = settings.METRICS_BEARER_TOKEN
+    if not expected:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    )
+
+
+def bearer_token_configured() -> bool:
+    return bool(settings.METRICS_BEARER_TOKEN)
 
 
 def is_verified_staff(user: Any) -> bool:

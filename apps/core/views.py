@@ -1,14 +1,21 @@
-"""Liveness of the web process and its two dependencies (the full runbook check comes later)."""
+"""Liveness of the web process and its two dependencies (the full runbook check is
+/health/ready, apps/ops), and /metrics behind its bearer token."""
 
 from __future__ import annotations
 
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import View
+from django_prometheus.exports import ExportToDjangoView
+
+from apps.core.access import bearer_token_ok
 
 
 class HealthView(View):
+    """GET /health: unauthenticated liveness (compose and nginx probes): "ok" or "error" for
+    the database and Redis, nothing else."""
+
     def get(self, request: HttpRequest) -> JsonResponse:
         checks: dict[str, str] = {}
         try:
@@ -27,3 +34,16 @@ class HealthView(View):
             {"status": "ok" if healthy else "error", "checks": checks},
             status=200 if healthy else 503,
         )
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """GET /metrics (equity, P&L, exposures): only with ``Authorization: Bearer <token>``
+    (METRICS_BEARER_TOKEN; Prometheus sends it from its credentials_file)."""
+    if not bearer_token_ok(request):
+        return HttpResponse(
+            "401 Unauthorized: /metrics needs 'Authorization: Bearer <METRICS_BEARER_TOKEN>'\n",
+            status=401,
+            content_type="text/plain",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    return ExportToDjangoView(request)

@@ -8,7 +8,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views import View
 
-from apps.core.access import VerifiedStaffRequiredMixin
+from apps.core.access import (
+    VerifiedStaffRequiredMixin,
+    bearer_token_configured,
+    bearer_token_ok,
+    is_verified_staff,
+)
 from apps.ops import health
 from apps.ops.exceptions import OpsError
 from apps.ops.models import ChecklistRun, StressReport
@@ -17,20 +22,19 @@ from apps.ops.models import ChecklistRun, StressReport
 class HealthDetailView(View):
     """GET /health/ready: the startup runbook's checks as JSON; 503 when any fails.
 
-    Unauthenticated like /health (probes call it): it shows statuses and short
-    details, never settings or secrets.
+    Anyone gets the overall status and its HTTP code (probes); the checks with their
+    details (database, broker state, mode, workers) only with the metrics bearer token
+    (METRICS_BEARER_TOKEN) or to a verified staff user.
     """
 
     def get(self, request: HttpRequest) -> JsonResponse:
         checks = health.health_checks()
         status = health.overall(checks)
-        return JsonResponse(
-            {
-                "status": status,
-                "checks": {c.name: {"status": c.status, "detail": c.detail} for c in checks},
-            },
-            status=503 if status == health.FAIL else 200,
-        )
+        body: dict[str, object] = {"status": status}
+        token_given = bearer_token_configured() and bearer_token_ok(request)
+        if token_given or is_verified_staff(request.user):
+            body["checks"] = {c.name: {"status": c.status, "detail": c.detail} for c in checks}
+        return JsonResponse(body, status=503 if status == health.FAIL else 200)
 
 
 class ReadinessView(VerifiedStaffRequiredMixin, View):

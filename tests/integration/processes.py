@@ -26,6 +26,7 @@ from apps.accounts.models import Account
 from apps.engine.services import plan_create
 from apps.risk.models import RiskLimit
 from apps.trading.services.accounts import account_get_or_create
+from tests.dbroles import app_role_create
 from tests.integration.conftest import ROOT, database_url, redis_url
 
 
@@ -49,12 +50,9 @@ def process_env(
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)  # ENVIRONMENT picks the settings module
     if environment in ("staging", "prod"):
-        # Deployed settings refuse a database without a password; the test server trusts
-        # loopback, so any strong one does.
-        db = dict(settings.DATABASES["default"])
-        db["PASSWORD"] = secrets.token_urlsafe(24)
-        db["USER"] = db.get("USER") or "postgres"
-        env["DATABASE_URL"] = database_url(db)
+        # Deployed processes connect as the application role (they refuse a superuser or
+        # the owner: apps/core/db_roles.py), created with the production grant code.
+        env["DATABASE_URL"] = app_role_create().url
         env_file = tmp / f".env.{environment}"
         env_file.write_text(
             "\n".join(
@@ -68,6 +66,7 @@ def process_env(
                     "NOTIFY_EMAIL_RECIPIENTS=ops@example.com",
                     "SMTP_SMARTHOST=127.0.0.1:9",
                     f"ALERTMANAGER_WEBHOOK_TOKEN={secrets.token_urlsafe(32)}",
+                    f"METRICS_BEARER_TOKEN={secrets.token_urlsafe(32)}",
                     "",
                 ]
             )

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,6 +40,9 @@ DASHBOARDS = ROOT / "config" / "grafana" / "dashboards"
 LATER: tuple[str, ...] = ()
 # What Grafana substitutes before it sends a query.
 GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$__interval": "15s", "$account": ".*"}
+# /metrics wants a bearer token; Prometheus sends it from a credentials file, as in
+# config/prometheus/prometheus.yml (whose trading-core job's authorization is reused here).
+METRICS_TOKEN = "observability-scrape-token-0123456789"  # noqa: S105
 
 
 def _clear_metrics() -> None:
@@ -102,6 +106,13 @@ def test_worker_when_tasks_run_then_web_scrape_has_their_latency_and_the_worker_
 
 def _prometheus_config(tmp: Path, app_port: int, node_port: int) -> Path:
     rules = ROOT / "config" / "prometheus" / "alerts.yml"
+    shipped = yaml.safe_load((ROOT / "config" / "prometheus" / "prometheus.yml").read_text())
+    authorization = next(j for j in shipped["scrape_configs"] if j["job_name"] == "trading-core")[
+        "authorization"
+    ]
+    token_file = tmp / "metrics_token"
+    token_file.write_text(METRICS_TOKEN + "\n")
+    authorization = {**authorization, "credentials_file": str(token_file)}
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
@@ -109,6 +120,7 @@ def _prometheus_config(tmp: Path, app_port: int, node_port: int) -> Path:
             {
                 "job_name": "trading-core",
                 "metrics_path": "/metrics",
+                "authorization": authorization,
                 "static_configs": [{"targets": [f"127.0.0.1:{app_port}"]}],
             },
             {"job_name": "node", "static_configs": [{"targets": [f"127.0.0.1:{node_port}"]}]},
@@ -151,6 +163,7 @@ def app_server(worker, transactional_db, tmp_path) -> Iterator[str]:
         "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "REDIS_URL": redis_url(),
         "PYTHONUNBUFFERED": "1",
+        "METRICS_BEARER_TOKEN": METRICS_TOKEN,
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     args = [
@@ -167,7 +180,7 @@ def app_server(worker, transactional_db, tmp_path) -> Iterator[str]:
         "off",
     ]
     url = f"http://127.0.0.1:{port}"
-    with server(args, ready_url=f"{url}/metrics", log=tmp_path / "web.log", env=env, cwd=ROOT):
+    with server(args, ready_url=f"{url}/health", log=tmp_path / "web.log", env=env, cwd=ROOT):
         yield url
 
 

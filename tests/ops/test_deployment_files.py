@@ -68,7 +68,7 @@ def test_compose_file_when_read_then_databases_only_on_the_internal_network() ->
         assert services[name]["networks"] == ["internal"], name
         assert "ports" not in services[name]
         assert "expose" not in services[name]
-    assert compose["networks"]["internal"] == {"internal": True}
+    assert compose["networks"]["internal"]["internal"] is True
     on_public = {n for n, s in services.items() if "public" in s.get("networks", [])}
     assert on_public == {"nginx"}
 

@@ -73,11 +73,15 @@ def test_alert_rules_when_listed_then_every_rule_has_a_unit_test() -> None:
 
 
 def test_prometheus_config_when_checked_then_valid(tmp_path: Path) -> None:
+    token_file = tmp_path / "metrics_token"  # the compose secret (docker-compose.prod.yml)
+    token_file.write_text("scrape-token-for-tests-0123456789abcdef\n")
     config = (
         (PROM / "prometheus.yml")
         .read_text()
         .replace("/etc/prometheus/alerts.yml", str(PROM / "alerts.yml"))
+        .replace("/run/secrets/metrics_token", str(token_file))
     )
+    assert str(token_file) in config  # the scrape of the app uses the token file
     (tmp_path / "prometheus.yml").write_text(config)
 
     result = run(

@@ -135,8 +135,12 @@ def test_celery_ping_when_no_worker_then_none_within_timeout(settings):
     assert time.monotonic() - started < 5
 
 
-def test_health_ready_when_healthy_then_200_json(healthy):
-    response = Client().get("/health/ready")
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"  # noqa: S105
+
+
+def test_health_ready_when_healthy_then_200_json(healthy, settings):
+    settings.METRICS_BEARER_TOKEN = METRICS_TOKEN
+    response = Client().get("/health/ready", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
@@ -151,11 +155,35 @@ def test_health_ready_when_healthy_then_200_json(healthy):
     }
 
 
-def test_health_ready_when_mode_kill_then_503(healthy):
+def test_health_ready_when_mode_kill_then_503(healthy, staff_user):
     kill_switch_engage(actor="test", source="cli", reason="t")
-    response = Client().get("/health/ready")
+    client = Client()
+    otp_login(client, staff_user)  # a verified staff user sees the checks too
+    response = client.get("/health/ready")
     assert response.status_code == 503
     assert response.json()["checks"]["mode"]["status"] == "fail"
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", f"Basic {METRICS_TOKEN}"])
+def test_health_ready_when_anonymous_or_wrong_token_then_status_only(
+    healthy, settings, authorization
+):
+    settings.METRICS_BEARER_TOKEN = METRICS_TOKEN
+    kill_switch_engage(actor="test", source="cli", reason="t")
+    headers = {"Authorization": authorization} if authorization else {}
+
+    response = Client().get("/health/ready", headers=headers)
+
+    assert response.status_code == 503  # probes still see the verdict
+    assert response.json() == {"status": "fail"}  # no DB name, broker, mode or workers
+
+
+def test_health_ready_when_no_token_configured_and_anonymous_then_status_only(healthy, settings):
+    settings.METRICS_BEARER_TOKEN = ""
+
+    response = Client().get("/health/ready")
+
+    assert response.json() == {"status": "ok"}
 
 
 def test_readiness_page_when_verified_staff_then_lists_checks(healthy, staff_user):

@@ -15,7 +15,8 @@ from tradebot.settings.validation import DeployedConfig, problems
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_KEY = secrets.token_urlsafe(64)
 GOOD_SALT = secrets.token_urlsafe(24)
-GOOD_DB = "postgres://tradebot:s3cret-Pa55word-xyz@127.0.0.1:5432/tradebot"
+GOOD_DB = "postgres://tradebot_app:s3cret-Pa55word-xyz@127.0.0.1:5432/tradebot"
+GOOD_METRICS_TOKEN = secrets.token_urlsafe(32)
 
 
 def config(**overrides: object) -> DeployedConfig:
@@ -27,6 +28,7 @@ def config(**overrides: object) -> DeployedConfig:
         "allowed_hosts": ["bot.example.com"],
         "env_file": None,
         "salt_key": GOOD_SALT,
+        "metrics_token": GOOD_METRICS_TOKEN,
     }
     values.update(overrides)
     return DeployedConfig(**values)  # type: ignore[arg-type]
@@ -62,6 +64,16 @@ def test_problems_when_configuration_is_good_then_none() -> None:
         ({"salt_key": "short-salt-K1"}, "SALT_KEY is a default or weak value"),
         ({"salt_key": "dev-only-salt-not-for-deployment"}, "SALT_KEY is a default or weak value"),
         ({"salt_key": GOOD_KEY}, "SALT_KEY is a default or weak value"),
+        ({"metrics_token": ""}, "METRICS_BEARER_TOKEN is missing or weak"),
+        ({"metrics_token": "short-token"}, "METRICS_BEARER_TOKEN is missing or weak"),
+        (
+            {"database_owner_url": "postgres://tradebot_app:other-Strong-pw-9@db/tradebot"},
+            "DATABASE_URL and DATABASE_OWNER_URL use the same role 'tradebot_app'",
+        ),
+        (
+            {"database_owner_url": "postgres://tradebot:changeme@db/tradebot"},
+            "DATABASE_OWNER_URL has no password or a default one",
+        ),
     ],
 )
 def test_problems_when_one_value_is_bad_then_it_is_named_with_the_fix(
@@ -112,7 +124,9 @@ def run_manage(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "ENV_FILE", "SALT_KEY"))
+        if not k.startswith(
+            ("DJANGO_", "DATABASE_", "REDIS_URL", "ENV_FILE", "SALT_KEY", "METRICS_BEARER")
+        )
     }
     env.update({"ENVIRONMENT": "prod", "ENV_FILE": str(env_file)})
     return subprocess.run(
@@ -133,6 +147,7 @@ def write_env(path: Path, mode: int = 0o600, **values: str) -> Path:
         "DATABASE_URL": GOOD_DB,
         "DJANGO_ALLOWED_HOSTS": "bot.example.com",
         "REDIS_URL": "redis://127.0.0.1:6379/1",
+        "METRICS_BEARER_TOKEN": GOOD_METRICS_TOKEN,
         **GOOD_ALERTING,
     }
     base.update(values)
@@ -158,6 +173,7 @@ def test_check_deploy_when_prod_env_is_valid_then_clean(tmp_path: Path) -> None:
         ({"DJANGO_SECRET_KEY": "changeme"}, 0o600, "DJANGO_SECRET_KEY is a default or weak value"),
         ({}, 0o644, "readable by group or others"),
         ({"SALT_KEY": ""}, 0o600, "SALT_KEY is missing"),
+        ({"METRICS_BEARER_TOKEN": ""}, 0o600, "METRICS_BEARER_TOKEN is missing or weak"),
     ],
 )
 def test_prod_start_when_configuration_bad_then_refuses_naming_problem(

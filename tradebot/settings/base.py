@@ -5,6 +5,11 @@ Everything is read from the environment (see tradebot/env.py for the precedence)
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
 from tradebot.env import BASE_DIR, current_environment, env, env_bool, load_env_files
 
 ENVIRONMENT = current_environment()
@@ -96,12 +101,41 @@ TEMPLATES = [
 
 # PostgreSQL is the system of record; there is no SQLite fallback on purpose
 # (SQLite ignores select_for_update and stores decimals differently).
+#
+# Two roles (apps/core/db_roles.py, docs/security.md): DATABASE_URL is the application role
+# that every process connects as (web, workers, beat, engine, bots): no DDL, and only INSERT
+# and SELECT on the append-only decision log and audit trail. DATABASE_OWNER_URL is the role
+# that owns the tables; only the owner commands (manage.py migrate, db_grant_app_role) use
+# it: manage.py sets TRADEBOT_DB_ROLE=owner for them. Give DATABASE_OWNER_URL to the
+# migrate step only (compose: the migrate service). Without it one role does both
+# (the test suite's own connection; tests/audit/test_app_role.py uses the real two).
+DATABASE_APP_URL = env.str("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/tradebot")
+DATABASE_OWNER_URL = env.str("DATABASE_OWNER_URL", default="")
+DATABASE_AS_OWNER = os.environ.get("TRADEBOT_DB_ROLE", "") == "owner" and bool(DATABASE_OWNER_URL)
 DATABASES = {
-    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/tradebot")
+    "default": env.db_url_config(DATABASE_OWNER_URL if DATABASE_AS_OWNER else DATABASE_APP_URL)
 }
+
+
+def _owner_password(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"DATABASE_OWNER_PASSWORD_FILE={path!r} cannot be read ({error}): "
+            "mount the owner's password file there (docs/deploy.md)"
+        ) from None
+
+
+if DATABASE_AS_OWNER and (_owner_password_file := env.str("DATABASE_OWNER_PASSWORD_FILE", "")):
+    # compose: the owner's password is a secret file given to postgres and migrate only
+    DATABASES["default"]["PASSWORD"] = _owner_password(_owner_password_file)
 DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# staging/prod: a process refuses a database connection whose role is a superuser, the
+# owner, or may rewrite the append-only tables (apps/core/apps.py). Not for the owner commands.
+DATABASE_ROLE_CHECK = ENVIRONMENT.is_deployed and not DATABASE_AS_OWNER
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")

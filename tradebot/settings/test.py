@@ -16,6 +16,12 @@ DATABASES["default"]["TEST"] = {  # noqa: F405
     + env.str("TEST_DB_SUFFIX", default="")  # parallel runs in one checkout
 }
 
+# Django empties the database between transactional tests with TRUNCATE, which the
+# append-only tables refuse (apps/audit/migrations/0004) unless a superuser session asks
+# for it: the suite's own connection does. The application role can never
+# (tests/audit/test_app_role.py).
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c tradebot.allow_truncate=on"  # noqa: F405
+
 # Redis pub/sub channels ignore the database number: give this checkout (and parallel
 # runs in it) its own channel-layer prefix too, so their websocket events never mix.
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = (  # noqa: F405

@@ -20,6 +20,7 @@ DEFAULT_DB_PASSWORDS = frozenset(
 )
 MIN_SECRET_LENGTH = 50
 MIN_SALT_LENGTH = 16
+MIN_METRICS_TOKEN_LENGTH = 24
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class DeployedConfig:
     allowed_hosts: list[str]
     env_file: Path | None
     salt_key: str = ""
+    # Set only where migrate runs (the migrate service), never for the app processes.
+    database_owner_url: str = ""
+    owner_password_file: str = ""
+    metrics_token: str = ""
 
 
 def problems(config: DeployedConfig) -> list[str]:
@@ -84,6 +89,31 @@ def problems(config: DeployedConfig) -> list[str]:
                 "DATABASE_URL has no password or a default one: create a strong password for "
                 f"the database user and put it in DATABASE_URL in {where}"
             )
+    if config.database_url and config.database_owner_url:
+        app_user = urlsplit(config.database_url).username or ""
+        owner = urlsplit(config.database_owner_url)
+        if app_user == (owner.username or ""):
+            found.append(
+                f"DATABASE_URL and DATABASE_OWNER_URL use the same role {app_user!r}: the "
+                "application needs its own role without the owner's rights (e.g. tradebot_app), "
+                f"set it in DATABASE_URL in {where} (docs/security.md)"
+            )
+        if (
+            owner.password or ""
+        ).lower() in DEFAULT_DB_PASSWORDS and not config.owner_password_file:
+            found.append(
+                "DATABASE_OWNER_URL has no password or a default one: give the owner role a "
+                "strong password (or DATABASE_OWNER_PASSWORD_FILE)"
+            )
+    token = config.metrics_token
+    if not token or token.lower() in DEFAULT_SECRETS or len(token) < MIN_METRICS_TOKEN_LENGTH:
+        found.append(
+            f"METRICS_BEARER_TOKEN is missing or weak (need {MIN_METRICS_TOKEN_LENGTH}+ random "
+            "characters; /metrics shows equity, P&L and exposures): generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` into "
+            "config/secrets/metrics-token (METRICS_BEARER_TOKEN_FILE, read by Prometheus too) "
+            f"or set METRICS_BEARER_TOKEN in {where}"
+        )
     if not config.allowed_hosts or "*" in config.allowed_hosts:
         found.append(
             f"DJANGO_ALLOWED_HOSTS must list the server's host names (not empty, not '*'): "

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection
 
 from apps.audit.services import audit_record
+from apps.core.apps import grant_app_role
 from apps.ops import backup as bk
 from apps.ops.exceptions import BackupError, BackupInvalid, RestoreRefused
 from apps.ops.models import MaintenanceRun
@@ -89,6 +90,10 @@ def backup_restore(*, backup: str | Path, actor: str) -> dict[str, Any]:
         extensions=b.manifest.get("database", {}).get("extensions", {}),
     )
     seconds = round(time.monotonic() - started, 3)
+    if settings.DATABASE_AS_OWNER:
+        # restored --no-privileges as the owner: the application role's grants again
+        # (manage.py runs restore as DATABASE_OWNER_URL, docs/security.md)
+        grant_app_role()
 
     restored_mode = system_mode_get()
     if restored_mode not in (SystemMode.PAUSE, SystemMode.KILL):

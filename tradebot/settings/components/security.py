@@ -14,8 +14,11 @@
 """
 
 from datetime import timedelta
+from pathlib import Path
 
-from tradebot.env import env_number
+from django.core.exceptions import ImproperlyConfigured
+
+from tradebot.env import env, env_number
 
 # The apps (django_otp, its static and totp plugins, two_factor, axes) and the middleware
 # (SessionLimitsMiddleware, OTPMiddleware, AxesMiddleware) are listed in base.py.
@@ -58,3 +61,23 @@ AXES_SENSITIVE_PARAMETERS = ["password", "auth-password", "token-otp_token"]
 TWO_FACTOR_REMEMBER_COOKIE_AGE = None  # never skip the second factor on a "remembered" browser
 OTP_TOTP_ISSUER = "Tradebot"
 OTP_TOTP_THROTTLE_FACTOR = 1
+
+
+def _metrics_bearer_token() -> str:
+    token = env.str("METRICS_BEARER_TOKEN", default="").strip()
+    path = env.str("METRICS_BEARER_TOKEN_FILE", default="")
+    if path and not token:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"METRICS_BEARER_TOKEN_FILE={path!r} cannot be read ({exc}): mount the metrics "
+                "token file there (the one Prometheus reads, docs/deploy.md)"
+            ) from None
+    return token
+
+
+# /metrics needs "Authorization: Bearer <this>" (Prometheus: authorization.credentials_file);
+# /health/ready shows its details with it or to a verified staff user. Required in
+# staging/prod (tradebot/settings/validation.py); unset in dev/test = /metrics open.
+METRICS_BEARER_TOKEN = _metrics_bearer_token()
