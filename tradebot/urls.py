@@ -5,12 +5,14 @@ from two_factor.urls import urlpatterns as two_factor_urlpatterns
 
 from apps.core.views import HealthView, metrics_view
 from apps.panel.enrolment import EnrolmentRequiredView, GuardedSetupView
+from apps.panel.security_log import AuditedLoginView
 
-# django-two-factor-auth's URLs, its setup wizard closed to password-only sessions (a
-# password alone never enrols a device: apps/panel/enrolment.py).
+# django-two-factor-auth's URLs: its login audits wrong codes (apps/panel/security_log.py),
+# its setup wizard is closed to password-only sessions (apps/panel/enrolment.py).
 _two_factor_patterns, _two_factor_app = two_factor_urlpatterns
 two_factor_guarded = (
     [
+        path("account/login/", AuditedLoginView.as_view(), name="login"),
         path("account/two_factor/setup/", GuardedSetupView.as_view(), name="setup"),
         *_two_factor_patterns,
     ],

@@ -24,6 +24,9 @@ def _enrolment_closed(request: HttpRequest) -> HttpResponse:
 class GuardedSetupView(SetupView):
     """django-two-factor-auth's setup wizard, for sessions past the second factor only."""
 
+    def get_prefix(self, request: HttpRequest, *args: Any, **kwargs: Any) -> str:
+        return "setup_view"  # the wizard's form prefix, as the library names its own view
+
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         user = request.user
         if user.is_authenticated and not user.is_verified():  # type: ignore[attr-defined]

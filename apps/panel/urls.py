@@ -2,6 +2,7 @@ from django.contrib.auth.views import LogoutView
 from django.urls import path
 
 from apps.panel import api, controls, plans, views
+from apps.panel.security_log import SecurityLogView
 
 app_name = "panel"
 
@@ -28,6 +29,7 @@ urlpatterns = [
     path("plans/", plans.PlanListView.as_view(), name="plans"),
     path("plans/<int:plan_id>/", plans.PlanEditView.as_view(), name="plan_edit"),
     path("plans/<int:plan_id>/active/", plans.PlanActiveView.as_view(), name="plan_active"),
+    path("security/", SecurityLogView.as_view(), name="security"),
     path("account/logout/", LogoutView.as_view(), name="logout"),
     # JSON endpoints for scripts (same login, CSRF and services).
     path("api/mode", api.ModeSetApi.as_view(), name="api_mode"),
