@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,7 @@ def test_staging_web_when_database_url_is_the_superuser_owner_then_refuses(tmp_p
     env = process_env(tmp_path, environment="staging")
     db = dict(settings.DATABASES["default"])  # the suite's own role: superuser and owner
     db["USER"] = db.get("USER") or "postgres"
-    db["PASSWORD"] = "a-Strong-password-the-server-ignores-42"
+    db["PASSWORD"] = secrets.token_urlsafe(24)  # the test server trusts loopback
     env["DATABASE_URL"] = database_url(db)
 
     result = start_web(env)

@@ -62,6 +62,7 @@ def process_env(
                     "DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost",
                     "TELEGRAM_BOT_TOKEN=123456:loopback-only-test-token-abcdefghijkl",
                     "TELEGRAM_CHAT_ID=424242",
+                    "TELEGRAM_ALLOWED_USER_IDS=424242",
                     "TELEGRAM_API_URL=http://127.0.0.1:9/bot",
                     "NOTIFY_EMAIL_RECIPIENTS=ops@example.com",
                     "SMTP_SMARTHOST=127.0.0.1:9",

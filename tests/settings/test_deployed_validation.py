@@ -60,6 +60,24 @@ def test_problems_when_configuration_is_good_then_none() -> None:
         ),
         ({"allowed_hosts": []}, "DJANGO_ALLOWED_HOSTS must list"),
         ({"allowed_hosts": ["*"]}, "DJANGO_ALLOWED_HOSTS must list"),
+        # Weak values that passed before (issue 13, item 11)
+        ({"allowed_hosts": [".com"]}, "DJANGO_ALLOWED_HOSTS must list"),
+        (
+            {"secret_key": ("CHANGE-ME-" * 6)},  # 60 characters of a placeholder
+            "DJANGO_SECRET_KEY is a default or weak value: it contains 'change'",
+        ),
+        (
+            {"secret_key": "ab" * 40},  # long, but a pattern
+            "DJANGO_SECRET_KEY is a default or weak value: it has about 80 bits",
+        ),
+        (
+            {"database_url": "postgres://tradebot_app:Tradebot123@db/tradebot"},
+            "DATABASE_URL's password contains 'tradebot'",
+        ),
+        (
+            {"database_url": "postgres://tradebot_app:Summer2026Summer@db/tradebot"},
+            "DATABASE_URL's password has about",
+        ),
         ({"salt_key": ""}, "SALT_KEY is missing: generate one with"),
         ({"salt_key": "short-salt-K1"}, "SALT_KEY is a default or weak value"),
         ({"salt_key": "dev-only-salt-not-for-deployment"}, "SALT_KEY is a default or weak value"),
@@ -111,6 +129,7 @@ def test_problems_when_env_file_is_600_then_accepted(tmp_path: Path) -> None:
 GOOD_ALERTING = {
     "TELEGRAM_BOT_TOKEN": "123456:real-looking-token",
     "TELEGRAM_CHAT_ID": "-1001234",
+    "TELEGRAM_ALLOWED_USER_IDS": "111222333",
     "ALERT_EMAIL": "ops@example.com",
     "SMTP_SMARTHOST": "smtp.example.com:587",
     "ALERTMANAGER_WEBHOOK_TOKEN": secrets.token_urlsafe(32),

@@ -20,6 +20,7 @@ def config(**overrides: object) -> NotificationConfig:
         "webhook_token": "x" * 10 + "Kq8-zT3_pL0aWv9yB2cN",
         "webhook_user": "",
         "webhook_password": "",
+        "telegram_allowed_user_ids": frozenset({111222333}),
     }
     values.update(overrides)
     return NotificationConfig(**values)  # type: ignore[arg-type]
@@ -34,6 +35,7 @@ def test_notification_problems_when_all_set_then_none() -> None:
     [
         ({"telegram_bot_token": ""}, "TELEGRAM_BOT_TOKEN is missing"),
         ({"telegram_chat_id": "@ops"}, "TELEGRAM_CHAT_ID must be the numeric id"),
+        ({"telegram_allowed_user_ids": frozenset()}, "TELEGRAM_ALLOWED_USER_IDS is empty"),
         ({"email_recipients": []}, "ALERT_EMAIL is missing"),
         ({"smtp_host": ""}, "SMTP_SMARTHOST is missing"),
         ({"webhook_token": ""}, "ALERTMANAGER_WEBHOOK_TOKEN is missing"),

@@ -31,6 +31,7 @@ from .base import (
     NOTIFY_SMS_URL,
     SALT_KEY,
     SECRET_KEY,
+    TELEGRAM_ALLOWED_USER_IDS,
     TELEGRAM_BOT_TOKEN,
     TELEGRAM_CHAT_ID,
     env,
@@ -62,6 +63,7 @@ _problems = problems(
         webhook_token=ALERTMANAGER_WEBHOOK_TOKEN,
         webhook_user=ALERTMANAGER_WEBHOOK_USER,
         webhook_password=ALERTMANAGER_WEBHOOK_PASSWORD,
+        telegram_allowed_user_ids=TELEGRAM_ALLOWED_USER_IDS,
     )
 )
 if _problems:

@@ -6,7 +6,10 @@ deployed settings module calls it and refuses to start on any problem.
 
 from __future__ import annotations
 
+import math
 import stat
+import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +24,66 @@ DEFAULT_DB_PASSWORDS = frozenset(
 MIN_SECRET_LENGTH = 50
 MIN_SALT_LENGTH = 16
 MIN_METRICS_TOKEN_LENGTH = 24
+MIN_DB_PASSWORD_LENGTH = 16
+# Words no generated secret contains: placeholders, product and service names, keyboard walks.
+PLACEHOLDER_WORDS = (
+    "change",
+    "replace",
+    "example",
+    "placeholder",
+    "insecure",
+    "secret",
+    "password",
+    "passwd",
+    "default",
+    "dummy",
+    "sample",
+    "xxxx",
+    "todo",
+    "tradebot",
+    "postgres",
+    "admin",
+    "qwerty",
+    "123456",
+    "letmein",
+)
+
+
+def entropy_bits(value: str) -> float:
+    """An estimate of a secret's entropy: its length times the Shannon entropy of its
+    characters (a generated token_urlsafe(32) has about 200 bits; 'Tradebot123' 36)."""
+    if not value:
+        return 0.0
+    counts = Counter(value)
+    n = len(value)
+    return n * -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def secret_weakness(value: str, *, min_length: int, min_bits: float) -> str | None:
+    """Why ``value`` is not a generated secret (None when it looks like one)."""
+    lower = value.lower()
+    word = next((w for w in PLACEHOLDER_WORDS if w in lower), None)
+    if word is not None:
+        return f"contains {word!r}, a placeholder or guessable word"
+    if len(value) < min_length:
+        return f"has {len(value)} characters (need {min_length}+)"
+    bits = entropy_bits(value)
+    if bits < min_bits:
+        return f"has about {bits:.0f} bits of entropy (need {min_bits:.0f}+: random characters)"
+    if len(value) >= 24 and len(zlib.compress(value.encode(), 9)) < 0.75 * len(value):
+        return "repeats itself (a pattern, not random characters)"
+    return None
+
+
+def host_problem(host: str) -> str | None:
+    """Why an ALLOWED_HOSTS entry lets in more than the server's own names (None if fine)."""
+    if host == "*":
+        return "'*' accepts any Host header"
+    if host.startswith("."):
+        labels = [part for part in host[1:].split(".") if part]
+        if len(labels) < 2:
+            return f"{host!r} accepts every host name under a top-level domain"
+    return None
 
 
 @dataclass(frozen=True)
@@ -50,14 +113,13 @@ def problems(config: DeployedConfig) -> list[str]:
             f"DJANGO_SECRET_KEY is missing: generate one with "
             f"`python -c 'import secrets; print(secrets.token_urlsafe(64))'` and set it in {where}"
         )
-    elif (
-        key.lower() in DEFAULT_SECRETS
-        or key.startswith("django-insecure")
-        or len(key) < MIN_SECRET_LENGTH
-        or len(set(key)) < 5
+    elif weak := (
+        "is a documented default"
+        if key.lower() in DEFAULT_SECRETS or key.startswith("django-insecure")
+        else secret_weakness(key, min_length=MIN_SECRET_LENGTH, min_bits=200)
     ):
         found.append(
-            f"DJANGO_SECRET_KEY is a default or weak value (need {MIN_SECRET_LENGTH}+ random "
+            f"DJANGO_SECRET_KEY is a default or weak value: it {weak} (need {MIN_SECRET_LENGTH}+ random "
             f"characters): generate one with "
             f"`python -c 'import secrets; print(secrets.token_urlsafe(64))'` and set it in {where}"
         )
@@ -69,15 +131,15 @@ def problems(config: DeployedConfig) -> list[str]:
     )
     if not salt:
         found.append(f"SALT_KEY is missing: {salt_hint}")
-    elif (
-        salt.lower() in DEFAULT_SECRETS
-        or salt.startswith(("dev-only", "test-only"))
-        or len(salt) < MIN_SALT_LENGTH
-        or len(set(salt)) < 5
-        or salt == key
+    elif weak := (
+        "is a documented default"
+        if salt.lower() in DEFAULT_SECRETS or salt.startswith(("dev-only", "test-only"))
+        else "is the secret key"
+        if salt == key
+        else secret_weakness(salt, min_length=MIN_SALT_LENGTH, min_bits=64)
     ):
         found.append(
-            f"SALT_KEY is a default or weak value (need {MIN_SALT_LENGTH}+ random characters, "
+            f"SALT_KEY is a default or weak value: it {weak} (need {MIN_SALT_LENGTH}+ random characters, "
             f"not the secret key): {salt_hint}"
         )
     if not config.database_url:
@@ -88,6 +150,12 @@ def problems(config: DeployedConfig) -> list[str]:
             found.append(
                 "DATABASE_URL has no password or a default one: create a strong password for "
                 f"the database user and put it in DATABASE_URL in {where}"
+            )
+        elif weak := secret_weakness(password, min_length=MIN_DB_PASSWORD_LENGTH, min_bits=64):
+            found.append(
+                f"DATABASE_URL's password {weak}: generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(24))'`, set it for "
+                f"the database role and in DATABASE_URL in {where}"
             )
     if config.database_url and config.database_owner_url:
         app_user = urlsplit(config.database_url).username or ""
@@ -106,7 +174,11 @@ def problems(config: DeployedConfig) -> list[str]:
                 "strong password (or DATABASE_OWNER_PASSWORD_FILE)"
             )
     token = config.metrics_token
-    if not token or token.lower() in DEFAULT_SECRETS or len(token) < MIN_METRICS_TOKEN_LENGTH:
+    if (
+        not token
+        or token.lower() in DEFAULT_SECRETS
+        or secret_weakness(token, min_length=MIN_METRICS_TOKEN_LENGTH, min_bits=96)
+    ):
         found.append(
             f"METRICS_BEARER_TOKEN is missing or weak (need {MIN_METRICS_TOKEN_LENGTH}+ random "
             "characters; /metrics shows equity, P&L and exposures): generate one with "
@@ -114,11 +186,17 @@ def problems(config: DeployedConfig) -> list[str]:
             "config/secrets/metrics-token (METRICS_BEARER_TOKEN_FILE, read by Prometheus too) "
             f"or set METRICS_BEARER_TOKEN in {where}"
         )
-    if not config.allowed_hosts or "*" in config.allowed_hosts:
+    if not config.allowed_hosts:
         found.append(
             f"DJANGO_ALLOWED_HOSTS must list the server's host names (not empty, not '*'): "
             f"set it in {where}"
         )
+    for host in config.allowed_hosts:
+        if reason := host_problem(host):
+            found.append(
+                f"DJANGO_ALLOWED_HOSTS must list the server's host names, but {reason}: list them "
+                f"(e.g. tradebot.example.com) in {where}"
+            )
     if config.env_file is not None and config.env_file.exists():
         mode = stat.S_IMODE(config.env_file.stat().st_mode)
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -145,6 +223,7 @@ class NotificationConfig:
     webhook_token: str
     webhook_user: str
     webhook_password: str
+    telegram_allowed_user_ids: frozenset[int] = frozenset()
 
 
 MIN_WEBHOOK_TOKEN_LENGTH = 24
@@ -165,6 +244,12 @@ def notification_problems(config: NotificationConfig) -> list[str]:
     if not config.telegram_chat_id.lstrip("-").isdigit():
         found.append(
             f"TELEGRAM_CHAT_ID must be the numeric id of the operators' chat: set it in {where}"
+        )
+    if not config.telegram_allowed_user_ids:
+        found.append(
+            "TELEGRAM_ALLOWED_USER_IDS is empty, so any member of the operators' chat can "
+            "pause, resume and kill: list the numeric Telegram user ids of the people allowed "
+            f"to command the bot (comma-separated; Telegram's @userinfobot tells each theirs) in {where}"
         )
     if not config.email_recipients:
         found.append(
