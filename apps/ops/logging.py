@@ -18,6 +18,7 @@ import logging
 import logging.handlers
 import os
 import re
+import stat
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,6 +48,7 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\d{6,}:[A-Za-z0-9_-]{30,}"), MASK),
 )
 MIN_SECRET_LENGTH = 6
+LOG_FILE_MODE = 0o640  # owner writes, the log shipper's group reads, nobody else
 
 
 def _secret_values() -> list[str]:
@@ -158,6 +160,8 @@ class DailyFileHandler(logging.handlers.TimedRotatingFileHandler):
     Safe when several processes inherit it (Celery prefork children): before each
     write it reopens the file if another process rotated it, and a rollover that
     finds today's rotated file already there just reopens instead of overwriting.
+    Files are created 0640 (an existing wider file is narrowed), whatever the umask: logs
+    carry account names, orders and P&L.
     """
 
     def __init__(
@@ -167,11 +171,20 @@ class DailyFileHandler(logging.handlers.TimedRotatingFileHandler):
         role: str | None = None,
         **kwargs: Any,  # noqa: N803
     ) -> None:
-        Path(directory).mkdir(parents=True, exist_ok=True)
+        Path(directory).mkdir(mode=0o750, parents=True, exist_ok=True)
         filename = str(Path(directory) / f"{role or process_role()}.log")
         kwargs.setdefault("encoding", "utf-8")
         super().__init__(filename, when="midnight", utc=True, backupCount=backupCount, **kwargs)
         self._inode = self._stat_inode()
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_FILE_MODE)
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) & ~LOG_FILE_MODE:
+                os.fchmod(fd, LOG_FILE_MODE)
+        except PermissionError:  # another user's file: leave its mode to its owner
+            pass
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)  # noqa: SIM115
 
     def _stat_inode(self) -> int | None:
         try:

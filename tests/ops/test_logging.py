@@ -144,6 +144,31 @@ def test_handler_when_midnight_passes_then_rotated_to_dated_file(tmp_path):
     assert (tmp_path / rotated[1]).read_text() == "before midnight\n"
 
 
+def test_handler_when_files_created_or_rotated_then_0640_whatever_the_umask(tmp_path):
+    import stat
+
+    old = os.umask(0)
+    (tmp_path / "worker.log").write_text("old line\n")
+    (tmp_path / "worker.log").chmod(0o666)  # left world-writable by an earlier version
+    try:
+        web = DailyFileHandler(str(tmp_path / "logs"), role="web")
+        worker = DailyFileHandler(str(tmp_path), role="worker")
+        for handler in (web, worker):
+            handler.emit(record("a line"))
+        web.rolloverAt = int(time.time()) - 1
+        web.emit(record("after midnight"))
+    finally:
+        os.umask(old)
+        web.close()
+        worker.close()
+
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "logs").iterdir()}
+    assert len(modes) == 2  # web.log and its rotated file
+    assert set(modes.values()) == {0o640}
+    assert stat.S_IMODE((tmp_path / "worker.log").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "logs").stat().st_mode) == 0o750
+
+
 def test_handler_when_another_process_rotated_then_reopens_not_overwrites(tmp_path):
     a = DailyFileHandler(str(tmp_path), role="worker")
     b = DailyFileHandler(str(tmp_path), role="worker")  # a forked child with its own copy
