@@ -51,14 +51,15 @@ class OverviewView(VerifiedStaffRequiredMixin, TemplateView):
 
 
 def _heat(value: Any) -> str:
-    """A background colour for a correlation in [-1, 1]: blue negative, red positive."""
+    """The heat-map class of a correlation in [-1, 1]: ``heat-p0``..``heat-p10`` (red,
+    positive) or ``heat-n1``..``heat-n10`` (blue, negative), by tenths (panel.css). A class,
+    not an inline style: the Content-Security-Policy allows no inline styles."""
     try:
         v = max(-1.0, min(1.0, float(value)))
     except (TypeError, ValueError):
         return ""
-    alpha = round(abs(v) * 0.85, 3)
-    rgb = "255,107,107" if v >= 0 else "90,169,255"
-    return f"background-color: rgba({rgb},{alpha})"
+    step = round(abs(v) * 10)
+    return f"heat-{'p' if v >= 0 or step == 0 else 'n'}{step}"
 
 
 class RiskView(VerifiedStaffRequiredMixin, TemplateView):
@@ -102,7 +103,7 @@ class RiskView(VerifiedStaffRequiredMixin, TemplateView):
                 {
                     "instrument": name,
                     "cells": [
-                        {"value": v, "style": _heat(v)}
+                        {"value": v, "css": _heat(v)}
                         for v in (matrix[i] if i < len(matrix) else [])
                     ],
                 }

@@ -273,6 +273,57 @@ class OverviewBrowserTests(_BrowserTestCase):
                 browser.close()
         assert errors == []
 
+    def test_every_page_when_loaded_then_no_content_security_policy_violation(self) -> None:
+        """The panel passes its own CSP (no 'unsafe-inline'): every page, logged in and out."""
+        from playwright.sync_api import sync_playwright
+
+        pages = [
+            "/",
+            "/risk/",
+            "/plans/",
+            "/incidents/",
+            "/security/",
+            "/ml/",
+            "/reconciliation/",
+            "/ops/readiness/",
+            "/ops/checklists/",
+            "/ops/stress/",
+            "/admin/",
+            "/account/two_factor/",
+        ]
+        errors: list[str] = []
+        violations: list[str] = []
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1440, "height": 1100})
+                page.add_init_script(
+                    "window.__csp = [];"
+                    "document.addEventListener('securitypolicyviolation', e => window.__csp.push("
+                    "e.violatedDirective + ' ' + (e.blockedURI || 'inline') + ' ' + e.sourceFile"
+                    " + ':' + e.lineNumber));"
+                )
+                _watch_errors(page, errors)
+                page.set_default_timeout(10_000)
+                first = page.goto(f"{self.live_server_url}/account/login/")
+                policy = first.headers["content-security-policy"]
+                violations += page.evaluate("window.__csp")
+                _login(page, self.live_server_url, self.device)
+                violations += page.evaluate("window.__csp")
+                for path in pages:
+                    response = page.goto(f"{self.live_server_url}{path}")
+                    assert response.status == 200, (path, response.status)
+                    page.wait_for_load_state("networkidle")
+                    violations += [f"{path}: {v}" for v in page.evaluate("window.__csp")]
+            finally:
+                browser.close()
+
+        assert "unsafe-inline" not in policy
+        assert "script-src 'self'" in policy
+        assert "style-src 'self'" in policy
+        assert violations == []
+        assert errors == []
+
 
 class _EngineThread(threading.Thread):
     """The real engine (sma_cross, paper broker, Celery eager) replaying recorded bars

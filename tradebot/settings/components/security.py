@@ -81,3 +81,21 @@ def _metrics_bearer_token() -> str:
 # /health/ready shows its details with it or to a verified staff user. Required in
 # staging/prod (tradebot/settings/validation.py); unset in dev/test = /metrics open.
 METRICS_BEARER_TOKEN = _metrics_bearer_token()
+
+# Content-Security-Policy (django-csp): scripts, styles, images and connections from this
+# origin only; no inline script or style (the panel's pages keep theirs in static files),
+# no plugins, no framing, forms post here only. The websocket is same-origin ('self').
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
