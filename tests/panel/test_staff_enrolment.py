@@ -28,18 +28,24 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def printed(out: str) -> tuple[str | None, bytes, list[str]]:
-    """(password, TOTP key, backup codes) as the command printed them."""
+def found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text, re.M)
+    assert match is not None, f"{pattern!r} not in:\n{text}"
+    return match.group(1)
+
+
+def printed(out: str) -> tuple[str, bytes, list[str]]:
+    """(password or "", TOTP key, backup codes) as the command printed them."""
     password = re.search(r"^password: (\S+)$", out, re.M)
-    uri = re.search(r"(otpauth://\S+)", out).group(1)
+    uri = found(r"(otpauth://\S+)", out)
     parsed = urlparse(uri)
     assert parsed.netloc == "totp"
     query = parse_qs(parsed.query)
     assert query["issuer"] == ["Tradebot"]
     assert parsed.path.startswith("/Tradebot")
     key = b32decode(query["secret"][0] + "=" * (-len(query["secret"][0]) % 8))
-    codes = re.search(r"backup codes.*\n  (.+)\n", out).group(1).split()
-    return (password.group(1) if password else None), key, codes
+    codes = found(r"backup codes.*\n  (.+)\n", out).split()
+    return (password.group(1) if password else ""), key, codes
 
 
 def login(client: Client, username: str, password: str, *, code: str | None = None, backup=None):
