@@ -212,3 +212,22 @@ def test_failed_login_when_forged_forwarded_for_straight_to_uvicorn_then_ignored
 
     assert response.status_code == 200, response.text[:300]
     assert recorded_ips() == {CLIENT_IP}  # not the proxy: its header is not believed
+
+
+def test_nginx_when_a_client_floods_the_login_or_the_api_then_429_and_other_pages_unaffected(
+    echo_upstream: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    upstream, _ = echo_upstream
+    with nginx_in_front_of(upstream, free_port(), tmp_path) as base:
+        with httpx.Client(verify=False) as http:  # noqa: S501 - the test's self-signed cert
+            logins = [http.get(f"{base}/account/login/").status_code for _ in range(25)]
+            admin = http.get(f"{base}/admin/login/").status_code
+            api = [http.get(f"{base}/api/risk").status_code for _ in range(40)]
+            pages = [http.get(f"{base}/risk/").status_code for _ in range(40)]
+
+    assert logins[:11] == [200] * 11  # the first and a burst of 10
+    assert logins.count(429) >= 10
+    assert admin == 429  # the same zone: one budget for both login forms
+    assert api[:21] == [200] * 21
+    assert api.count(429) >= 10
+    assert pages == [200] * 40
