@@ -4,6 +4,7 @@ from two_factor.admin import AdminSiteOTPRequired
 from two_factor.urls import urlpatterns as two_factor_urlpatterns
 
 from apps.core.views import HealthView, metrics_view
+from apps.ops.auth_proxy import GrafanaAuthView
 from apps.panel.enrolment import EnrolmentRequiredView, GuardedSetupView
 from apps.panel.security_log import AuditedLoginView
 
@@ -34,6 +35,8 @@ urlpatterns = [
         name="enrolment_required",
     ),
     path("health", HealthView.as_view(), name="health"),
+    # nginx's auth_request for /grafana/ (the panel's 2FA session in front of Grafana)
+    path("auth/grafana", GrafanaAuthView.as_view(), name="grafana-auth"),
     # Prometheus, with its bearer token (METRICS_BEARER_TOKEN)
     path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("ml/", include("apps.ml.urls")),

@@ -170,7 +170,9 @@ def test_dockerignore_when_read_then_env_files_never_copied_into_the_image() -> 
     assert lines.index("config/.env.*") < lines.index("!config/.env.*.example")
 
 
-def render_nginx(tmp_path: Path, upstream: str, http_port: int, https_port: int) -> Path:
+def render_nginx(
+    tmp_path: Path, upstream: str, http_port: int, https_port: int, grafana: str = ""
+) -> Path:
     """The shipped config with loopback ports, a self-signed certificate and private paths."""
     tls = tmp_path / "tls"
     tls.mkdir()
@@ -196,6 +198,7 @@ def render_nginx(tmp_path: Path, upstream: str, http_port: int, https_port: int)
     )
     conf = NGINX_CONF.read_text()
     conf = conf.replace("server trading-core:8000;", f"server {upstream};")
+    conf = conf.replace("server grafana:3000;", f"server {grafana or upstream};")
     conf = conf.replace("listen 80;", f"listen 127.0.0.1:{http_port};")
     conf = conf.replace("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;")
     conf = conf.replace("/etc/nginx/tls/", f"{tls}/")

@@ -93,11 +93,15 @@ def web(https_port: int) -> Iterator[str]:
 
 @contextlib.contextmanager
 def nginx_in_front_of(
-    upstream: str, https_port: int, tmp_path: Path, http_port: int | None = None
+    upstream: str,
+    https_port: int,
+    tmp_path: Path,
+    http_port: int | None = None,
+    grafana: str = "",
 ) -> Iterator[str]:
     """The shipped nginx config on loopback (tests/ops/test_deployment_files.render_nginx)."""
     binary = need("nginx", "nginx")
-    conf = render_nginx(tmp_path, upstream, http_port or free_port(), https_port)
+    conf = render_nginx(tmp_path, upstream, http_port or free_port(), https_port, grafana)
     proc = subprocess.Popen(  # noqa: S603
         [binary, "-c", str(conf), "-e", str(tmp_path / "error.log"), "-g", "daemon off;"],
         stdout=subprocess.DEVNULL,
@@ -218,12 +222,14 @@ def test_nginx_when_a_client_floods_the_login_or_the_api_then_429_and_other_page
     echo_upstream: tuple[str, list[str]], tmp_path: Path
 ) -> None:
     upstream, _ = echo_upstream
-    with nginx_in_front_of(upstream, free_port(), tmp_path) as base:
-        with httpx.Client(verify=False) as http:  # noqa: S501 - the test's self-signed cert
-            logins = [http.get(f"{base}/account/login/").status_code for _ in range(25)]
-            admin = http.get(f"{base}/admin/login/").status_code
-            api = [http.get(f"{base}/api/risk").status_code for _ in range(40)]
-            pages = [http.get(f"{base}/risk/").status_code for _ in range(40)]
+    with (
+        nginx_in_front_of(upstream, free_port(), tmp_path) as base,
+        httpx.Client(verify=False) as http,  # noqa: S501 - the test's self-signed cert
+    ):
+        logins = [http.get(f"{base}/account/login/").status_code for _ in range(25)]
+        admin = http.get(f"{base}/admin/login/").status_code
+        api = [http.get(f"{base}/api/risk").status_code for _ in range(40)]
+        pages = [http.get(f"{base}/risk/").status_code for _ in range(40)]
 
     assert logins[:11] == [200] * 11  # the first and a burst of 10
     assert logins.count(429) >= 10
