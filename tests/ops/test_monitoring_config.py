@@ -46,7 +46,7 @@ def test_alert_rules_when_checked_then_valid() -> None:
     result = run(tool("promtool", "prometheus"), "check", "rules", "alerts.yml", cwd=PROM)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 19 rules found" in result.stdout
+    assert "SUCCESS: 21 rules found" in result.stdout
 
 
 def test_alert_rules_when_unit_tested_then_every_rule_fires_and_holds_as_expected() -> None:
@@ -108,6 +108,8 @@ def test_alertmanager_config_when_rendered_then_amtool_accepts_it(alertmanager_y
         (["severity=info", "alertname=OpenPositions"], "log-only"),
         (["severity=warning", "alertname=HighDrawdown"], "telegram"),
         (["severity=error", "alertname=BrokerDisconnected"], "telegram-email"),
+        (["severity=error", "alertname=TargetDown"], "telegram-email"),
+        (["severity=error", "alertname=MetricAbsent"], "telegram-email"),
         (["severity=critical", "alertname=CriticalDrawdown"], "telegram-email-sms"),
         (["severity=info", "alertname=Watchdog"], "watchdog"),
     ],
