@@ -123,6 +123,26 @@ def test_restore_when_not_confirmed_then_nothing_changed(backup_dir, monkeypatch
     assert Fill.objects.count() == 0
 
 
+def test_restore_when_stdin_empty_then_clear_error_and_nothing_changed(backup_dir, monkeypatch):
+    """`restore BACKUP < /dev/null` (a script without --yes): input() meets EOF."""
+    import io
+
+    seed_history()
+    result = backup_create(actor="test")
+    Fill.objects.all().delete()
+    pause()
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+
+    with pytest.raises(CommandError) as raised:
+        call_command("restore", str(result.folder), verbosity=0, stdout=io.StringIO())
+
+    assert str(raised.value) == (
+        "no confirmation: stdin is empty or closed (a script, no terminal); "
+        "pass --yes to restore without asking. Nothing changed"
+    )
+    assert Fill.objects.count() == 0
+
+
 def test_restore_when_backup_missing_then_clear_error(backup_dir):
     pause()
     with pytest.raises(CommandError, match="backup not found: nope"):
