@@ -354,6 +354,25 @@ def test_metrics_when_backup_succeeded_then_last_success_timestamps(backup_dir):
     assert 'maintenance_last_success_timestamp{task="backup"}' in text
 
 
+def test_metrics_when_just_restored_then_last_backup_is_the_restored_one(backup_dir):
+    """The dump predates its own success record: without care the restored database says
+    "no backup" (0) and BackupMissing fires until the next one."""
+    call_command("backup", "--skip-redis", verbosity=0)
+    folder = only_backup(backup_dir)
+    created = json.loads((folder / "manifest.json").read_text())["created_at"]
+    pause()
+
+    call_command("restore", str(folder), "--yes", verbosity=0)
+
+    registry = CollectorRegistry()
+    registry.register(MaintenanceCollector())
+    assert registry.get_sample_value("backup_last_success_timestamp") == pytest.approx(
+        timezone.datetime.fromisoformat(created).timestamp()
+    )
+    run = MaintenanceRun.objects.get(task="backup", outcome="ok")
+    assert run.detail["backup"] == folder.name
+
+
 def test_restore_when_backup_from_newer_server_then_refused(backup_dir):
     result = backup_create(actor="test")
     manifest = json.loads((result.folder / "manifest.json").read_text())
