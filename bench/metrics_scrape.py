@@ -15,9 +15,8 @@ the VaR reads); feeds; a year of live ML on three instruments (``--ml-days``, de
 an active and a retired model, one prediction per instrument per minute (1,576,800, all
 resolved but the last 30 minutes' on the active model) and a calibration snapshot every
 15 minutes (35,040); maintenance runs; Celery histograms of 12 tasks and 6 reporting
-processes in Redis, and messages waiting on the broker. The predictions are loaded with
-the counting trigger off and counted once as migration ml 0002 does (what a year of
-trigger updates leaves), so seeding takes minutes, not an hour.
+processes in Redis, and messages waiting on the broker. The predictions go through the
+counting triggers (migration ml 0002: one counter write per statement).
 
 Rows (each ``GET /metrics`` through Django's test client, middleware included; p50 / p99):
 
@@ -79,10 +78,6 @@ def copy_rows(table: str, columns: tuple[str, ...], rows) -> int:
 
 def seed_ml(now, days: int) -> None:
     """A year of live ML: one prediction a minute on each of three instruments."""
-    import importlib
-
-    from django.db import connection
-
     from apps.ml.models import ModelVersion
 
     t0 = time.perf_counter()
@@ -126,9 +121,6 @@ def seed_ml(now, days: int) -> None:
                     None if pending else ts + timedelta(minutes=ML_HORIZON),
                 )
 
-    migration = importlib.import_module("apps.ml.migrations.0002_prediction_count")
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE ml_prediction DISABLE TRIGGER USER")
     n = copy_rows(
         "ml_prediction",
         (
@@ -145,9 +137,6 @@ def seed_ml(now, days: int) -> None:
         ),
         predictions(),
     )
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE ml_prediction ENABLE TRIGGER USER")
-        cursor.execute(migration.BACKFILL)
 
     def snapshots():
         for k in range(minutes // 15):

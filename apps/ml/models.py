@@ -96,8 +96,8 @@ class Prediction(models.Model):
 class PredictionCount(models.Model):
     """Predictions per model version, total and resolved: kept by PostgreSQL itself.
 
-    A row trigger on ml_prediction (migration 0002) adds and subtracts as rows are inserted,
-    resolved, moved or deleted, by whatever writes them (the engine, the resolver, a bulk
+    Statement triggers on ml_prediction (migration 0002) add and subtract as rows are
+    inserted, resolved, moved or deleted, one write per statement, by whatever writes them (the engine, the resolver, a bulk
     load, psql), so /metrics reads two numbers instead of counting a year of predictions
     at every scrape (apps.ml.metrics). Never written by the app.
     """

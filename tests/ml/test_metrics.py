@@ -144,3 +144,29 @@ def test_ml_collector_when_scraped_then_one_query_that_never_reads_the_predictio
     assert values["ml_calibration_ece"] == {("live-2",): 0.05}
     assert values["ml_feature_psi_max"] == {("live-2",): 0.1}
     assert values["ml_predictions_total"] == {("live-2", "true"): 150, ("live-2", "false"): 50}
+
+
+def test_prediction_counts_when_thousands_logged_in_one_statement_then_one_counter_write() -> None:
+    """The counter is written once per statement, not once per prediction: a bulk load (or a
+    backfill) in one transaction would otherwise rewrite one row thousands of times, each
+    rewrite walking the versions the previous ones left (minutes for a year of data)."""
+    mv = version("bulk-1")
+
+    def counter_writes() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0) FROM pg_stat_xact_user_tables "
+                "WHERE relname = %s",
+                [PredictionCount._meta.db_table],
+            )
+            return int(cursor.fetchone()[0])
+
+    before = counter_writes()
+    predictions(mv, 5000, resolved=4000)
+    Prediction.objects.filter(model_version=mv, outcome__isnull=True).update(
+        outcome=True, resolved_at=T0
+    )
+    Prediction.objects.filter(model_version=mv).update(decision_id=1)  # counts unchanged
+
+    assert counter_writes() - before == 2
+    assert kept() == counted() == {mv.pk: (5000, 5000)}
