@@ -20,9 +20,9 @@ class MlCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from django.db import DatabaseError
-        from django.db.models import Count, Q
+        from django.db.models import OuterRef, Q, Subquery
 
-        from apps.ml.models import CalibrationSnapshot, ModelVersion
+        from apps.ml.models import CalibrationSnapshot, ModelStatus, ModelVersion
 
         ece = GaugeMetricFamily(
             "ml_calibration_ece",
@@ -39,27 +39,37 @@ class MlCollector(Collector):
             "Largest population stability index over the features (vs the training window)",
             labels=["model_version"],
         )
+        # One query, whatever the history: the counts PostgreSQL keeps as predictions are
+        # written (ml.PredictionCount) and the latest snapshot by its index.
+        latest = CalibrationSnapshot.objects.filter(model_version=OuterRef("pk")).order_by(
+            "-created_at", "-id"
+        )
         try:
             rows = (
-                ModelVersion.objects.annotate(
-                    resolved=Count("predictions", filter=Q(predictions__outcome__isnull=False)),
-                    pending=Count("predictions", filter=Q(predictions__outcome__isnull=True)),
+                ModelVersion.objects.filter(
+                    Q(status=ModelStatus.ACTIVE) | Q(prediction_count__total__gt=0)
                 )
-                .filter(Q(status="active") | Q(predictions__isnull=False))
-                .distinct()
+                .annotate(
+                    last_ece=Subquery(latest.values("ece")[:1]),
+                    last_psi_max=Subquery(latest.values("psi_max")[:1]),
+                )
+                .order_by("version")
+                .values_list(
+                    "version",
+                    "prediction_count__total",
+                    "prediction_count__resolved",
+                    "last_ece",
+                    "last_psi_max",
+                )
             )
-            for mv in rows:
-                total.add_metric([mv.version, "true"], mv.resolved)
-                total.add_metric([mv.version, "false"], mv.pending)
-                snap = (
-                    CalibrationSnapshot.objects.filter(model_version=mv)
-                    .only("ece", "psi_max")
-                    .first()
-                )
-                if snap is not None and snap.ece is not None:
-                    ece.add_metric([mv.version], snap.ece)
-                if snap is not None and snap.psi_max is not None:
-                    psi_max.add_metric([mv.version], snap.psi_max)
+            for version, n_total, n_resolved, last_ece, last_psi_max in rows:
+                resolved = n_resolved or 0
+                total.add_metric([version, "true"], resolved)
+                total.add_metric([version, "false"], (n_total or 0) - resolved)
+                if last_ece is not None:
+                    ece.add_metric([version], last_ece)
+                if last_psi_max is not None:
+                    psi_max.add_metric([version], last_psi_max)
         except DatabaseError:
             logger.warning("ml metrics: database unavailable during scrape")
         yield ece

@@ -93,6 +93,25 @@ class Prediction(models.Model):
         return f"{self.instrument} {self.bar_ts:%Y-%m-%d %H:%M} p={self.probability:.3f}"
 
 
+class PredictionCount(models.Model):
+    """Predictions per model version, total and resolved: kept by PostgreSQL itself.
+
+    Statement triggers on ml_prediction (migration 0002) add and subtract as rows are
+    inserted, resolved, moved or deleted, one write per statement, by whatever writes them (the engine, the resolver, a bulk
+    load, psql), so /metrics reads two numbers instead of counting a year of predictions
+    at every scrape (apps.ml.metrics). Never written by the app.
+    """
+
+    model_version = models.OneToOneField(
+        ModelVersion, on_delete=models.CASCADE, primary_key=True, related_name="prediction_count"
+    )
+    total = models.BigIntegerField(default=0)
+    resolved = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.model_version_id}: {self.resolved}/{self.total} resolved"
+
+
 class CalibrationLevel(models.TextChoices):
     OK = "ok", "ok"
     WARNING = "warning", "warning (ECE > 0.10)"
@@ -119,6 +138,10 @@ class CalibrationSnapshot(models.Model):
 
     class Meta:
         ordering = ("-created_at", "-id")
+        indexes = [
+            # the latest snapshot of a version (/metrics): one index probe, whatever the history
+            models.Index(fields=["model_version", "-created_at", "-id"], name="ml_snapshot_latest")
+        ]
 
 
 class MlControl(models.Model):

@@ -37,11 +37,12 @@ def engine_pid(path: Path | None = None) -> int | None:
     return pid if ENGINE_MARK in cmdline else None
 
 
-def engine_stop(*, wait: float = 30.0, path: Path | None = None) -> str:
-    """SIGTERM the engine and wait for it to exit; a sentence saying what happened."""
+def engine_stop(*, wait: float = 30.0, path: Path | None = None) -> tuple[bool, str]:
+    """SIGTERM the engine and wait for it to exit: whether none runs now, and a sentence
+    saying what happened."""
     pid = engine_pid(path)
     if pid is None:
-        return f"no running engine (pid file {path or _path()})"
+        return True, f"no running engine (pid file {path or _path()})"
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -50,6 +51,6 @@ def engine_stop(*, wait: float = 30.0, path: Path | None = None) -> str:
         except psutil.NoSuchProcess:
             gone = True
         if gone:
-            return f"engine (pid {pid}) stopped"
+            return True, f"engine (pid {pid}) stopped"
         time.sleep(0.2)
-    return f"engine (pid {pid}) got SIGTERM but is still running after {wait:g} s"
+    return False, f"engine (pid {pid}) got SIGTERM but is still running after {wait:g} s"

@@ -123,6 +123,26 @@ def test_restore_when_not_confirmed_then_nothing_changed(backup_dir, monkeypatch
     assert Fill.objects.count() == 0
 
 
+def test_restore_when_stdin_empty_then_clear_error_and_nothing_changed(backup_dir, monkeypatch):
+    """`restore BACKUP < /dev/null` (a script without --yes): input() meets EOF."""
+    import io
+
+    seed_history()
+    result = backup_create(actor="test")
+    Fill.objects.all().delete()
+    pause()
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+
+    with pytest.raises(CommandError) as raised:
+        call_command("restore", str(result.folder), verbosity=0, stdout=io.StringIO())
+
+    assert str(raised.value) == (
+        "no confirmation: stdin is empty or closed (a script, no terminal); "
+        "pass --yes to restore without asking. Nothing changed"
+    )
+    assert Fill.objects.count() == 0
+
+
 def test_restore_when_backup_missing_then_clear_error(backup_dir):
     pause()
     with pytest.raises(CommandError, match="backup not found: nope"):
@@ -332,6 +352,25 @@ def test_metrics_when_backup_succeeded_then_last_success_timestamps(backup_dir):
         last
     )
     assert 'maintenance_last_success_timestamp{task="backup"}' in text
+
+
+def test_metrics_when_just_restored_then_last_backup_is_the_restored_one(backup_dir):
+    """The dump predates its own success record: without care the restored database says
+    "no backup" (0) and BackupMissing fires until the next one."""
+    call_command("backup", "--skip-redis", verbosity=0)
+    folder = only_backup(backup_dir)
+    created = json.loads((folder / "manifest.json").read_text())["created_at"]
+    pause()
+
+    call_command("restore", str(folder), "--yes", verbosity=0)
+
+    registry = CollectorRegistry()
+    registry.register(MaintenanceCollector())
+    assert registry.get_sample_value("backup_last_success_timestamp") == pytest.approx(
+        timezone.datetime.fromisoformat(created).timestamp()
+    )
+    run = MaintenanceRun.objects.get(task="backup", outcome="ok")
+    assert run.detail["backup"] == folder.name
 
 
 def test_restore_when_backup_from_newer_server_then_refused(backup_dir):

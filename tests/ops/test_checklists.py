@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 from django.utils import timezone
 
@@ -229,8 +231,11 @@ def eager():
 def test_checklist_when_telegram_configured_then_sent_through_the_bot_api(
     bot_api, eager, django_capture_on_commit_callbacks
 ):
-    # Act
-    with django_capture_on_commit_callbacks(execute=True):
+    # Act: items fail (no feed, no broker here): sent all the same, then exit 1
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(CommandError, match="checklist item"),
+    ):
         call_command("checklist", "--kind", "pre", stdout=open("/dev/null", "w"))  # noqa: SIM115
     # Assert
     run = ChecklistRun.objects.get()
@@ -280,6 +285,34 @@ def test_checklist_task_when_run_eagerly_then_recorded(settings):
     pk = checklist.apply(kwargs={"kind": "post"}).get()
     assert ChecklistRun.objects.get(pk=pk).kind == "post"
     assert MaintenanceRun.objects.get(task="checklist_post").outcome == "ok"
+
+
+def test_checklist_command_when_items_fail_then_exit_1_naming_them():
+    """A script (cron, the deploy) must see a failed checklist: exit 1, not 0."""
+    system_mode_set(mode=SystemMode.PAUSE, actor="test", source="cli", reason="t")
+    FeedStatus.objects.create(feed="replay", last_update=timezone.now() - timedelta(hours=2))
+    out = io.StringIO()
+
+    with pytest.raises(CommandError) as raised:
+        call_command("checklist", "--kind", "pre", "--no-notify", stdout=out)
+
+    run = ChecklistRun.objects.get()
+    assert str(raised.value).startswith(
+        "2 checklist item(s) failed: System in NORMAL mode; Data feed active"
+    )
+    assert f"/ops/checklists/{run.pk}/" in str(raised.value)
+    assert "❌" in out.getvalue()  # the checklist itself is printed first
+
+
+def test_checklist_command_when_only_manual_items_left_then_exit_0():
+    FeedStatus.objects.create(feed="replay", last_update=timezone.now())
+    out = io.StringIO()
+
+    call_command("checklist", "--kind", "pre", "--no-notify", stdout=out)
+
+    items = ChecklistRun.objects.get().items
+    assert {i["status"] for i in items} <= {"ok", "warn", "todo"}, out.getvalue()
+    assert any(i["status"] == "todo" for i in items)
 
 
 def test_trading_day_start_when_before_boundary_then_previous_day(settings):

@@ -115,6 +115,54 @@ def test_compose_file_when_read_then_every_app_container_checks_the_env_file_mod
         assert "./config/.env.prod:/run/tradebot/env-file:ro" in services[name]["volumes"]
 
 
+def test_compose_file_when_read_then_backups_on_a_named_volume_owned_by_the_app_user() -> None:
+    """BACKUP_DIR (the image's /app/var/backups) outlives a redeploy: a named volume in every
+    app container (backup runs in the worker, restore from trading-core), created by the
+    image as the app user's directory so the new volume is the app user's too."""
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    app = [n for n, s in services.items() if s.get("image") == "tradebot:latest"]
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+
+    for name in app:
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in services[name]["volumes"]}
+        assert mounts.get("/app/var/backups") == "backups", name
+    assert "backups" in compose["volumes"]
+    # BACKUP_DIR's default is BASE_DIR/var/backups; the env examples do not move it elsewhere
+    assert (
+        'env.path("BACKUP_DIR", default=BASE_DIR / "var" / "backups")'
+        in (ROOT / "tradebot" / "settings" / "components" / "ops.py").read_text()
+    )
+    for example in ("prod", "staging"):
+        text = (ROOT / "config" / f".env.{example}.example").read_text()
+        assert "BACKUP_DIR=" not in text or "BACKUP_DIR=/app/var/backups" in text
+    assert "mkdir -p /app/var/backups" in dockerfile
+    assert "chown -R tradebot:tradebot /app/var " in dockerfile
+    assert "\nUSER tradebot\n" in dockerfile
+
+
+@pytest.mark.parametrize("example", ["prod", "staging"])
+def test_env_example_when_read_then_database_and_redis_at_their_compose_host_names(
+    example: str,
+) -> None:
+    """Inside a container 127.0.0.1 is the container itself: the app reaches PostgreSQL and
+    Redis by their compose service names, on a network it shares with them."""
+    from urllib.parse import urlsplit
+
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    values = dict(
+        line.split("=", 1)
+        for line in (ROOT / "config" / f".env.{example}.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+
+    for key, service, port in (("DATABASE_URL", "postgres", 5432), ("REDIS_URL", "redis", 6379)):
+        url = urlsplit(values[key])
+        assert (url.hostname, url.port) == (service, port), key
+        shared = set(services[service]["networks"]) & set(services["trading-core"]["networks"])
+        assert shared, (key, service)
+
+
 def run_entrypoint(env_file: Path | None) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ["PATH"]}
     if env_file is not None:

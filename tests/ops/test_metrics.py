@@ -273,7 +273,7 @@ def test_alert_rules_when_read_then_every_metric_they_use_is_exposed_or_planned(
         name
         for name in re.findall(r"\b([a-z][a-z0-9_]*_[a-z0-9_]+)\b", exprs)
         if not name.startswith("node_")  # node-exporter
-        and name != "histogram_quantile"
+        and name not in ("histogram_quantile", "label_replace")
     }
     observability_data_create()
     client.get("/health")
@@ -325,3 +325,116 @@ def test_metrics_when_nothing_happened_yet_then_never_reads_as_zero_not_absent()
     for broker in ("kraken", "ibkr"):
         value = REGISTRY.get_sample_value("broker_malformed_messages_total", {"broker": broker})
         assert value is not None
+
+
+# --- the alert rules against the label values the app really exports ----------------------
+
+
+def _matchers(text: str) -> set[tuple[str, str, str]]:
+    """(metric, label, value) of every `metric{label="value"}` equality matcher in text."""
+    import re
+
+    found = set()
+    for metric, body in re.findall(r"\b([a-z_][a-z0-9_]*)\{([^}]*)\}", text):
+        for label, value in re.findall(r'([a-z_]+)\s*=\s*"([^"]*)"', body):
+            found.add((metric, label, value))
+    return found
+
+
+def test_alert_rules_and_their_tests_when_matching_a_label_then_the_app_exports_that_value(
+    client,
+) -> None:
+    """A rule (or its promtool test) on trading_system_mode{mode="KILL"} while the app exports
+    mode="kill" never fires, and its test passes: every label value they name for a metric
+    the app exports must be one the app's /metrics really has."""
+    prom = ROOT / "config" / "prometheus"
+    rules = yaml.safe_load((prom / "alerts.yml").read_text())
+    tests = yaml.safe_load((prom / "alerts.test.yml").read_text())["tests"]
+    named = _matchers(" ".join(r["expr"] for g in rules["groups"] for r in g["rules"]))
+    # In the tests' series, the labels a rule filters on (the others are free: a broker name).
+    filtered = {(m, label) for m, label, _ in named}
+    named |= {
+        (m, label, v)
+        for m, label, v in _matchers(
+            " ".join(s["series"] for t in tests for s in t.get("input_series", []))
+        )
+        if (m, label) in filtered
+    }
+    observability_data_create()
+    exported: dict[str, dict[str, set[str]]] = {}
+    for family in scrape(client).values():
+        for sample in family.samples:
+            per_label = exported.setdefault(sample.name, {})
+            for label, value in sample.labels.items():
+                per_label.setdefault(label, set()).add(value)
+
+    ours = {(m, label, v) for m, label, v in named if m in exported and label in exported[m]}
+    # the check sees the mode rules and their tests
+    assert {("trading_system_mode", "mode", v) for v in ("kill", "pause", "normal")} <= ours
+    wrong = {(m, label, v) for m, label, v in ours if v not in exported[m][label]}
+    assert wrong == set()
+
+
+@pytest.mark.parametrize("mode", ["NORMAL", "OBSERVATION", "PAUSE", "KILL"])
+def test_mode_alerts_when_fed_the_scraped_series_then_fire_for_the_mode_in_force(
+    client, tmp_path: Path, mode: str
+) -> None:
+    """promtool on the series a real scrape returns for each system mode (label values and
+    all): TradingKilled fires in KILL, TradingPaused in PAUSE, neither otherwise."""
+    import subprocess
+
+    from apps.risk.domain.modes import SystemMode
+    from apps.risk.models import SystemState
+    from tests.ops.test_monitoring_config import tool
+
+    SystemState.objects.update_or_create(pk=1, defaults={"mode": SystemMode[mode].value})
+    family = scrape(client)["trading_system_mode"]
+    series = [
+        {
+            "series": "trading_system_mode{"
+            + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            + "}",
+            "values": f"{s.value:g}x10",
+        }
+        for s in family.samples
+    ]
+    in_force = [s.labels for s in family.samples if s.value == 1]
+    assert len(in_force) == 1
+    rules = {
+        r["alert"]: r
+        for g in yaml.safe_load((ROOT / "config" / "prometheus" / "alerts.yml").read_text())[
+            "groups"
+        ]
+        for r in g["rules"]
+    }
+    firing = {"PAUSE": "TradingPaused", "KILL": "TradingKilled"}.get(mode)
+    cases = []
+    for alert in ("TradingKilled", "TradingPaused"):
+        expected = []
+        if alert == firing:
+            expected = [
+                {
+                    "exp_labels": {**rules[alert]["labels"], **in_force[0]},
+                    "exp_annotations": rules[alert]["annotations"],
+                }
+            ]
+        cases.append({"eval_time": "5m", "alertname": alert, "exp_alerts": expected})
+    test_file = tmp_path / "modes.test.yml"
+    test_file.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(ROOT / "config" / "prometheus" / "alerts.yml")],
+                "evaluation_interval": "1m",
+                "tests": [{"interval": "1m", "input_series": series, "alert_rule_test": cases}],
+            }
+        )
+    )
+
+    result = subprocess.run(
+        [tool("promtool", "prometheus"), "test", "rules", str(test_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr

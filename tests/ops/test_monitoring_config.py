@@ -46,7 +46,7 @@ def test_alert_rules_when_checked_then_valid() -> None:
     result = run(tool("promtool", "prometheus"), "check", "rules", "alerts.yml", cwd=PROM)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 19 rules found" in result.stdout
+    assert "SUCCESS: 21 rules found" in result.stdout
 
 
 def test_alert_rules_when_unit_tested_then_every_rule_fires_and_holds_as_expected() -> None:
@@ -103,7 +103,79 @@ def test_alertmanager_config_when_rendered_then_amtool_accepts_it(alertmanager_y
     result = run(tool("amtool", "prometheus-alertmanager"), "check-config", str(alertmanager_yml))
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert oct(alertmanager_yml.stat().st_mode & 0o777) == "0o600"
+    assert oct(alertmanager_yml.stat().st_mode & 0o777) == "0o640"
+
+
+def test_alertmanager_config_when_rendered_then_its_user_reads_it_and_others_cannot() -> None:
+    """The image runs as nobody (65534) with the compose group_add of the file's group:
+    that process reads the config, any other user does not (it holds the tokens)."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.prod.yml").read_text())
+    service = compose["services"]["alertmanager"]
+    assert service["group_add"] == [
+        "${ALERTMANAGER_CONFIG_GID:?set ALERTMANAGER_CONFIG_GID: "
+        "the group id render_alertmanager.py printed}"
+    ]
+    assert any(
+        v.startswith("./config/alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml")
+        for v in service["volumes"]
+    )
+    import tempfile
+
+    # A directory anyone may traverse (pytest's tmp_path is private to its user), like
+    # the bind-mounted config directory.
+    folder = Path(tempfile.mkdtemp(prefix="am-config-"))
+    try:
+        folder.chmod(0o755)
+        alertmanager_yml = folder / "alertmanager.yml"
+        rendered = run(
+            sys.executable, str(RENDER), str(alertmanager_yml), env={**os.environ, **VALUES}
+        )
+        assert rendered.returncode == 0, rendered.stderr
+        st = alertmanager_yml.stat()
+        assert f"set ALERTMANAGER_CONFIG_GID={st.st_gid}" in rendered.stdout
+        assert st.st_mode & 0o007 == 0  # nothing for others
+        assert st.st_mode & 0o040  # the group reads
+        if os.geteuid() != 0:
+            return  # switching to nobody needs root; the mode bits above are the same check
+        nobody = 65534
+
+        def cat(**groups: object) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["cat", str(alertmanager_yml)],
+                user=nobody,
+                group=nobody,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                **groups,  # type: ignore[call-overload]
+            )
+
+        as_container = cat(extra_groups=[st.st_gid])
+        as_someone_else = cat(extra_groups=[])
+
+        assert as_container.returncode == 0, as_container.stderr
+        assert "receivers:" in as_container.stdout
+        assert as_someone_else.returncode != 0
+        assert "Permission denied" in as_someone_else.stderr
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_render_when_group_given_that_is_not_a_number_then_refused(tmp_path: Path) -> None:
+    out = tmp_path / "alertmanager.yml"
+
+    result = run(
+        sys.executable,
+        str(RENDER),
+        str(out),
+        env={**os.environ, **VALUES, "ALERTMANAGER_CONFIG_GID": "docker"},
+    )
+
+    assert result.returncode != 0
+    assert "ALERTMANAGER_CONFIG_GID must be a numeric group id, not 'docker'" in result.stderr
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -112,6 +184,8 @@ def test_alertmanager_config_when_rendered_then_amtool_accepts_it(alertmanager_y
         (["severity=info", "alertname=OpenPositions"], "log-only"),
         (["severity=warning", "alertname=HighDrawdown"], "telegram"),
         (["severity=error", "alertname=BrokerDisconnected"], "telegram-email"),
+        (["severity=error", "alertname=TargetDown"], "telegram-email"),
+        (["severity=error", "alertname=MetricAbsent"], "telegram-email"),
         (["severity=critical", "alertname=CriticalDrawdown"], "telegram-email-sms"),
         (["severity=info", "alertname=Watchdog"], "watchdog"),
     ],

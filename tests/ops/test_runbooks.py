@@ -317,8 +317,12 @@ def test_shutdown_when_orders_still_working_then_pauses_reports_them_and_stops_e
 
     out = StringIO()
     # Act
-    call_command("shutdown_graceful", "--execute", "--timeout", "0.5", stdout=out, verbosity=0)
-    # Assert
+    with pytest.raises(CommandError) as raised:
+        call_command("shutdown_graceful", "--execute", "--timeout", "0.5", stdout=out, verbosity=0)
+    # Assert: everything done that could be, reported, and exit 1 (work is left)
+    assert str(raised.value).startswith(
+        "shutdown not complete: 1 order(s) still working. Trading is paused"
+    )
     text = out.getvalue()
     assert system_mode_get() is SystemMode.PAUSE
     assert "still working (1):" in text
@@ -326,6 +330,36 @@ def test_shutdown_when_orders_still_working_then_pauses_reports_them_and_stops_e
     assert f"engine (pid {fake_engine.pid}) stopped" in text
     assert fake_engine.wait(timeout=5) is not None
     assert AuditEvent.objects.filter(action="ops.shutdown_graceful").exists()
+
+
+def test_shutdown_when_engine_ignores_sigterm_then_report_not_complete(tmp_path, settings):
+    from apps.ops.services.runbooks import shutdown_graceful
+
+    settings.ENGINE_PIDFILE = tmp_path / "engine.pid"
+    stubborn = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\nwhile True: time.sleep(0.1)",
+            "run_engine",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert stubborn.stdout is not None
+        assert stubborn.stdout.readline() == "ready\n"
+        settings.ENGINE_PIDFILE.write_text(f"{stubborn.pid}\n")
+
+        report = shutdown_graceful(actor="test", reason="t", timeout=0, engine_wait=0.5)
+
+        assert not report.engine_stopped
+        assert not report.complete
+        assert "still running after 0.5 s" in report.engine
+    finally:
+        stubborn.kill()
+        stubborn.wait()
 
 
 def test_shutdown_when_no_engine_then_says_so(tmp_path, settings):
@@ -351,3 +385,44 @@ def test_engine_pidfile_when_block_ends_then_removed(tmp_path):
     with engine_pidfile(path):
         assert path.read_text().strip() == str(subprocess.os.getpid())
     assert not path.exists()
+
+
+# --- honest exit codes of the other runbook commands ----------------------------------------
+
+
+def test_logs_rotate_when_log_dir_missing_then_exit_1_and_recorded_failed(tmp_path, settings):
+    settings.LOG_DIR = str(tmp_path / "not-there")
+
+    with pytest.raises(CommandError, match=r"LOG_DIR .*not-there is not a directory"):
+        call_command("logs_rotate")
+
+    run = MaintenanceRun.objects.get(task="logs_rotate")
+    assert run.outcome == "failed"
+    assert "not a directory" in run.detail["error"]
+
+
+def test_logs_rotate_when_log_dir_exists_then_exit_0(tmp_path, settings):
+    settings.LOG_DIR = str(tmp_path)
+
+    code, out = run("logs_rotate")
+
+    assert code == 0
+    assert out.startswith("logs: {'deleted': [], 'rotated': []")
+    assert MaintenanceRun.objects.get(task="logs_rotate").outcome == "ok"
+
+
+def test_vacuum_when_postgresql_unreachable_then_clear_error_not_a_traceback(monkeypatch):
+    import socket
+
+    from apps.ops import backup as bk
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    real = bk.db_settings()
+    monkeypatch.setattr(bk, "db_settings", lambda: {**real, "PORT": port})
+
+    with pytest.raises(CommandError, match="vacuum failed .*Check that PostgreSQL is up"):
+        call_command("vacuum")
+
+    assert MaintenanceRun.objects.get(task="vacuum").outcome == "failed"

@@ -230,7 +230,9 @@ def test_env_file_when_os_environment_sets_same_variable_then_os_wins(tmp_path: 
     )
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['from-os.example.com']"
+    assert result.stdout.strip() == (
+        "['from-os.example.com', 'trading-core', '127.0.0.1', 'localhost', '[::1]']"
+    )
 
 
 @pytest.mark.parametrize(

@@ -66,13 +66,28 @@ _problems = problems(
         telegram_allowed_user_ids=TELEGRAM_ALLOWED_USER_IDS,
     )
 )
+# The names the stack itself calls the app by, from inside (never published): compose's
+# healthcheck (127.0.0.1:8000), Prometheus' scrape and Alertmanager's webhooks
+# (trading-core:8000), nginx's healthcheck through its port 80 (127.0.0.1: nginx passes the
+# Host it got). DJANGO_ALLOWED_HOSTS stays the public name(s) only; these are added to it.
+INTERNAL_HOSTS = env.list(
+    "DJANGO_INTERNAL_HOSTS", default=["trading-core", "127.0.0.1", "localhost", "[::1]"]
+)
+if "*" in INTERNAL_HOSTS:
+    _problems.append(
+        "DJANGO_INTERNAL_HOSTS must list host names (the compose service name, loopback), not '*'"
+    )
+ALLOWED_HOSTS = [*ALLOWED_HOSTS, *(h for h in INTERNAL_HOSTS if h not in ALLOWED_HOSTS)]
+
 if _problems:
     raise ImproperlyConfigured(f"refusing to start in {ENVIRONMENT.value}: " + "; ".join(_problems))
 
 # nginx terminates TLS in front of the app (docker/nginx).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
-SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
+# Called over plain HTTP on the internal network: compose/nginx healthchecks, Prometheus,
+# Alertmanager's webhooks (a redirect to https://trading-core would fail).
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$", r"^hooks/alertmanager/"]
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_HTTPONLY = True

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.ops import backup as bk
+from apps.ops.exceptions import OpsError
 from apps.ops.models import MaintenanceRun, RunOutcome
 
 HEARTBEAT_KEY = "ops:beat:heartbeat"
@@ -82,6 +83,11 @@ def logs_rotate(
         return {
             "skipped": "LOG_DIR is not set: logs go to stdout (the container runtime rotates them)"
         }
+    if not Path(directory).is_dir():
+        raise OpsError(
+            f"LOG_DIR {directory} is not a directory: nothing rotated. Create it (owned by the "
+            "app user) or mount the logs volume there"
+        )
     detail = logs_prune(
         directory=Path(directory),
         now=now or timezone.now(),

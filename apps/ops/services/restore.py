@@ -109,7 +109,37 @@ def backup_restore(*, backup: str | Path, actor: str) -> dict[str, Any]:
         target=b.name,
         data={"seconds": seconds, "restored_mode": restored_mode.value},
     )
+    _backup_success_record(b, actor=actor)
     return {"backup": b.name, "seconds": seconds, "restored_mode": restored_mode.value}
+
+
+def _backup_success_record(b: bk.Backup, *, actor: str) -> None:
+    """The restored database forgets the backup it came from.
+
+    The dump is taken before its backup run is recorded as successful, so the restored
+    MaintenanceRun table ends with the run before it (or none): the last-backup metric
+    would jump back a day or to 0 and BackupMissing fire until the next backup. The backup
+    just verified and restored is a successful backup: record it at its own time.
+    """
+    from datetime import datetime
+
+    from django.db.models import Q
+
+    from apps.ops.models import RunOutcome
+
+    created = datetime.fromisoformat(b.manifest["created_at"])
+    newer = MaintenanceRun.objects.filter(
+        Q(finished_at__gte=created), task="backup", outcome=RunOutcome.OK
+    )
+    if not newer.exists():
+        MaintenanceRun.objects.create(
+            task="backup",  # what manage.py backup and ops.backup record
+            started_at=created,
+            finished_at=created,
+            outcome=RunOutcome.OK,
+            actor=actor,
+            detail={"backup": b.name, "recorded_by": "restore (the restored data predates it)"},
+        )
 
 
 def backup_restore_test(

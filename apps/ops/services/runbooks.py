@@ -51,6 +51,12 @@ class ShutdownReport:
     orders_left: list[str]
     waited_seconds: float
     engine: str
+    engine_stopped: bool = True
+
+    @property
+    def complete(self) -> bool:
+        """Nothing left working: no order, no engine (else the runbook is not done)."""
+        return not self.orders_left and self.engine_stopped
 
 
 def shutdown_graceful(
@@ -86,7 +92,7 @@ def shutdown_graceful(
     waited = round(time.monotonic() - started, 1)
     from apps.ops.pidfile import engine_stop
 
-    engine = engine_stop(wait=engine_wait)
+    engine_stopped, engine = engine_stop(wait=engine_wait)
     report = ShutdownReport(
         paused=paused,
         orders_left=[
@@ -94,6 +100,7 @@ def shutdown_graceful(
         ],
         waited_seconds=waited,
         engine=engine,
+        engine_stopped=engine_stopped,
     )
     audit_record(
         actor=actor,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core.cli import cli_actor
 from apps.notifications.models import Notification
@@ -16,7 +16,8 @@ class Command(BaseCommand):
     help = (
         "Build the pre-market (spec 10.1) or post-market (10.3) checklist now, store it (page "
         "/ops/checklists/) and notify it: Telegram, plus e-mail when an item failed; delivered "
-        "by the Celery worker, tracked in the admin under Notifications (--no-notify: don't)."
+        "by the Celery worker, tracked in the admin under Notifications (--no-notify: don't). "
+        "Exit 1 when an item failed (manual items still to tick do not count)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -37,3 +38,9 @@ class Command(BaseCommand):
                 for d in notification.deliveries.order_by("channel")
             )
             self.stdout.write(f"notification #{notification.pk}: {deliveries or 'no channel'}")
+        failed = [item["label"] for item in run.items if item["status"] == "fail"]
+        if failed:
+            raise CommandError(
+                f"{len(failed)} checklist item(s) failed: {'; '.join(failed)} "
+                f"(details above, page /ops/checklists/{run.pk}/)"
+            )

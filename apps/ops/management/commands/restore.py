@@ -58,7 +58,13 @@ class Command(BaseCommand):
             f"backup {b.name} ({b.manifest['created_at']}) verified\n" + "\n".join(plan)
         )
         if not options["yes"]:
-            answer = input("type 'restore' to go on: ")
+            try:
+                answer = input("type 'restore' to go on: ")
+            except EOFError:
+                raise CommandError(
+                    "no confirmation: stdin is empty or closed (a script, no terminal); "
+                    "pass --yes to restore without asking. Nothing changed"
+                ) from None
             if answer.strip() != "restore":
                 raise CommandError("not confirmed: nothing changed")
         try:

@@ -19,7 +19,8 @@ class Command(BaseCommand):
     help = (
         "Graceful shutdown (runbook 6.2): set PAUSE, wait up to --timeout seconds (default "
         "SHUTDOWN_ORDER_TIMEOUT_SECONDS, 300) for working orders to finish, report what is left, "
-        "then SIGTERM the engine through ENGINE_PIDFILE (it finishes its bar and stops). Then "
+        "then SIGTERM the engine through ENGINE_PIDFILE (it finishes its bar and stops); exit 1 "
+        "when an order is still working or the engine did not stop. Then "
         "stop the application containers, then the infrastructure (docs/runbooks.md). Dry run "
         "unless --execute."
     )
@@ -72,4 +73,16 @@ class Command(BaseCommand):
         else:
             self.stdout.write("no working orders left")
         self.stdout.write(f"engine: {report.engine}")
+        if not report.complete:
+            # Exit 1: a script (the deploy) must not go on to stop the containers.
+            left = []
+            if report.orders_left:
+                left.append(f"{len(report.orders_left)} order(s) still working")
+            if not report.engine_stopped:
+                left.append("the engine is still running")
+            raise CommandError(
+                f"shutdown not complete: {' and '.join(left)}. Trading is paused; check the "
+                "orders at the broker (cancel them, or wait and run shutdown_graceful again), "
+                "then stop the containers (docs/runbooks.md, 6.2)"
+            )
         self.stdout.write("next: stop the application containers, then the infrastructure")
