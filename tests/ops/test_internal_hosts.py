@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.ops.test_deployment_files import COMPOSE, need, render_nginx
-from tests.settings.test_deployed_validation import write_env
+from tests.settings.test_deployed_validation import GOOD_METRICS_TOKEN, write_env
 
 # The marker makes django_db_setup create the test database the app process serves from.
 pytestmark = pytest.mark.django_db
@@ -40,28 +40,29 @@ def healthcheck_url(service: str) -> str:
     return url
 
 
-def get(port: int, url: str) -> httpx.Response:
+def get(port: int, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
     """GET url's path from the server on port, with url's host as the Host header."""
     parts = urlsplit(url)
     return httpx.get(
-        f"http://127.0.0.1:{port}{parts.path}", headers={"Host": parts.netloc}, timeout=10
+        f"http://127.0.0.1:{port}{parts.path}",
+        headers={"Host": parts.netloc, **(headers or {})},
+        timeout=10,
     )
 
 
 @pytest.fixture(scope="module")
-def app_port(django_db_setup, tmp_path_factory) -> Iterator[int]:
-    """`docker/entrypoint.sh web` (uvicorn) under the prod settings, on the test database."""
-    from django.db import connection
+def app_port(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[int]:
+    """`docker/entrypoint.sh web` (uvicorn) under the prod settings, on the test database,
+    connected as the application role (prod refuses the owner: docs/security.md)."""
+    from tests.dbroles import app_role_create
 
     tmp = tmp_path_factory.mktemp("prod-app")
-    db = connection.settings_dict  # the test database
+    with django_db_blocker.unblock():
+        role = app_role_create()
     env_file = write_env(
         tmp / ".env.prod",
         DJANGO_ALLOWED_HOSTS=PUBLIC,
-        DATABASE_URL=(
-            f"postgres://{db['USER']}:s3cret-Pa55word-xyz@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}"
-        ),
+        DATABASE_URL=role.url,
         REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     )
     env = {
@@ -119,7 +120,10 @@ def test_prometheus_scrape_when_by_the_compose_name_then_metrics(app_port: int) 
     (job,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == "trading-core"]
     (target,) = job["static_configs"][0]["targets"]
 
-    response = get(app_port, f"http://{target}{job.get('metrics_path', '/metrics')}")
+    # Prometheus sends the bearer token from its credentials file (the same secret as the app's)
+    assert job["authorization"]["credentials_file"]
+    bearer = {"Authorization": f"Bearer {GOOD_METRICS_TOKEN}"}
+    response = get(app_port, f"http://{target}{job.get('metrics_path', '/metrics')}", bearer)
 
     assert response.status_code == 200, response.text[:500]
     assert "trading_system_mode{" in response.text, [
