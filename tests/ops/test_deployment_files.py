@@ -127,7 +127,13 @@ def test_compose_file_when_read_then_backups_on_a_named_volume_owned_by_the_app_
     for name in app:
         mounts = {v.split(":")[1]: v.split(":")[0] for v in services[name]["volumes"]}
         assert mounts.get("/app/var/backups") == "backups", name
-    assert "backups" in compose["volumes"]
+        # the app writes its logs and models too: named volumes, never a root-owned bind
+        assert (mounts.get("/app/logs"), mounts.get("/app/models")) == ("logs", "models"), name
+        writable_binds = [
+            v for v in services[name]["volumes"] if v.startswith(".") and not v.endswith(":ro")
+        ]
+        assert writable_binds == [], name
+    assert {"backups", "logs", "models"} <= set(compose["volumes"])
     # BACKUP_DIR's default is BASE_DIR/var/backups; the env examples do not move it elsewhere
     assert (
         'env.path("BACKUP_DIR", default=BASE_DIR / "var" / "backups")'
