@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "apps.credentials",
     "apps.notifications",
     "apps.telegram",
+    "apps.mcp",
 ]
 
 MIDDLEWARE = [
