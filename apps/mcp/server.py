@@ -13,6 +13,7 @@ registration to build their input and output schemas.
 
 import contextvars
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
@@ -38,6 +39,9 @@ KINDS: tuple[str, ...] = ("market-data", "trading")
 T = TypeVar("T")
 
 _agent: contextvars.ContextVar[McpAgent | None] = contextvars.ContextVar("mcp_agent", default=None)
+
+# The SDK words a tool's ToolError "Error executing tool NAME: <ours>"; the audit keeps ours.
+_SDK_PREFIX = re.compile(r"^Error executing tool \S+: ")
 
 READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
@@ -99,14 +103,14 @@ class AgentServer(MCPServer[Any]):
             raise ToolError(str(exc)) from exc
         scope = TOOL_SCOPES.get(name)
         if scope is not None and scope not in agent.scopes:
-            message = f"scope: agent {agent.name!r} lacks {scope!r} for {name} (ask an operator)"
+            message = f"scope: agent {agent.name!r} lacks '{scope}' for {name} (ask an operator)"
             await self._audit(agent, name, arguments, "refused", message)
             raise ToolError(message)
         token = _agent.set(agent)
         try:
             result = await super().call_tool(name, arguments, context)
         except Exception as exc:
-            await self._audit(agent, name, arguments, "error", str(exc))
+            await self._audit(agent, name, arguments, "error", _SDK_PREFIX.sub("", str(exc)))
             raise
         finally:
             _agent.reset(token)
@@ -115,6 +119,7 @@ class AgentServer(MCPServer[Any]):
             if result.is_error:
                 verdict = "error"
                 detail = " ".join(getattr(c, "text", "") for c in result.content)
+                detail = _SDK_PREFIX.sub("", detail)
             elif isinstance(result.structured_content, dict):
                 verdict = str(result.structured_content.get("verdict", "ok"))
                 detail = str(result.structured_content.get("reason", ""))

@@ -183,7 +183,7 @@ def mcp_call_audit(
 def scope_require(agent: McpAgent, scope: str) -> None:
     if scope not in agent.scopes:
         raise McpRefused(
-            f"scope: agent {agent.name!r} lacks {scope!r} (ask an operator to grant it)"
+            f"scope: agent {agent.name!r} lacks '{scope}' (ask an operator to grant it)"
         )
 
 

@@ -1,0 +1,432 @@
+"""The MCP servers in-process, with the SDK's own Client (no port): what an agent can and
+cannot do, and that every order goes through the engine's decision path."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from mcp import Client
+
+from apps.audit.models import AuditEvent, DecisionLog
+from apps.mcp.models import McpTicket
+from apps.mcp.services import mcp_agent_revoke
+from apps.risk.domain.modes import SystemMode
+from apps.risk.services.modes import system_mode_get, system_mode_set
+from apps.trading.models import Order
+from tests.mcp.conftest import call, error_text, in_process, make_agent, text_of
+
+pytestmark = pytest.mark.django_db
+
+BUY = {"instrument": "BTC-USD", "side": "buy", "quantity": "1"}
+
+
+def tool_audits(tool: str) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action="mcp.tool_call", target=tool).order_by("id"))
+
+
+def nothing_created() -> None:
+    assert Order.objects.count() == 0
+    assert DecisionLog.objects.count() == 0
+    assert McpTicket.objects.count() == 0
+
+
+def preview(agent: Any, **override: Any) -> dict[str, Any]:
+    result = call("trading", agent, "order_preview", {**BUY, **override})
+    assert not result.is_error, text_of(result)
+    return result.structured_content
+
+
+def confirm(agent: Any, token: str) -> Any:
+    return call("trading", agent, "order_confirm", {"confirmation_token": token})
+
+
+# --- tools offered ---------------------------------------------------------------------------
+
+
+def test_market_data_registers_read_tools_only_and_trading_no_resume_limits_or_plans(
+    market,
+) -> None:
+    agent, _ = make_agent(market)
+
+    async def tools(client: Client) -> list[Any]:
+        return (await client.list_tools()).tools
+
+    md = in_process("market-data", agent, tools)
+    assert {t.name for t in md} == {
+        "instruments", "bars", "bars_latest", "feeds", "system_mode", "positions", "ml_latest",
+        "decisions",
+    }  # fmt: skip
+    assert all(t.annotations and t.annotations.read_only_hint for t in md)
+    assert all(t.output_schema for t in md)  # structured content
+
+    trading = {t.name for t in in_process("trading", agent, tools)}
+    assert trading == {
+        "order_preview", "order_confirm", "orders_open", "positions", "mode_request_pause",
+        "kill_switch",
+    }  # fmt: skip
+    assert not any(word in name for name in trading for word in ("resume", "limit", "plan"))
+
+
+def test_agent_calling_resume_gets_unknown_tool_error_audited_and_mode_unchanged(market) -> None:
+    agent, _ = make_agent(market)
+
+    result = call("trading", agent, "mode_resume", {"reason": "go"})
+
+    assert result.is_error
+    assert "Unknown tool: mode_resume" in text_of(result)
+    assert system_mode_get() is SystemMode.NORMAL
+    [event] = tool_audits("mode_resume")
+    assert event.actor == "mcp:bot"
+    assert event.data["verdict"] == "error"
+    assert event.data["arguments"] == {"reason": "go"}
+
+
+# --- market data --------------------------------------------------------------------------------
+
+
+def test_bars_are_paged_oldest_first_and_audited(market) -> None:
+    agent, _ = make_agent(market)
+
+    first = call("market-data", agent, "bars", {"instrument": "BTC-USD", "limit": 3})
+    page = first.structured_content
+    assert len(page["bars"]) == 3
+    assert page["bars"][0]["ts"] < page["bars"][-1]["ts"]
+    assert page["next_before"] == page["bars"][0]["ts"]
+
+    rest = call(
+        "market-data",
+        agent,
+        "bars",
+        {"instrument": "BTC-USD", "limit": 3, "before": page["next_before"]},
+    ).structured_content
+    assert len(rest["bars"]) == 2  # 5 bars in all
+    assert rest["next_before"] is None
+    assert [e.data["verdict"] for e in tool_audits("bars")] == ["ok", "ok"]
+
+    latest = call("market-data", agent, "bars_latest", {"instrument": "BTC-USD"}).structured_content
+    assert latest["bars"][0]["ts"] == page["bars"][-1]["ts"]
+    assert latest["bars"][0]["close"] == "100.000000000000"
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ({"instrument": "NOPE-USD"}, "instrument"),
+        ({"instrument": "BTC-USD", "limit": 501}, "limit"),
+        ({"instrument": "BTC-USD", "limit": 0}, "limit"),
+        ({"instrument": "BTC-USD", "timeframe": "7s"}, "timeframe"),
+        ({"instrument": "BTC-USD", "before": "yesterday"}, "before"),
+    ],
+)
+def test_bad_bars_request_is_a_tool_error_naming_the_field_and_audited(
+    market, args: dict[str, Any], field: str
+) -> None:
+    agent, _ = make_agent(market)
+
+    result = call("market-data", agent, "bars", args)
+
+    assert result.is_error
+    assert error_text(result).startswith(f"{field}:")
+    assert "Traceback" not in text_of(result)
+    [event] = tool_audits("bars")
+    assert event.data["verdict"] == "error"
+    assert event.data["detail"].startswith(f"{field}:")
+
+
+def test_instruments_mode_positions_and_decisions_read(market) -> None:
+    agent, _ = make_agent(market)
+
+    [inst] = call("market-data", agent, "instruments").structured_content["result"]
+    assert inst["symbol"] == "BTC-USD"
+    assert call("market-data", agent, "system_mode").structured_content["result"] == "normal"
+    positions = call("market-data", agent, "positions").structured_content
+    assert positions["account"] == "paper"
+    assert positions["positions"] == []
+    assert call("market-data", agent, "decisions").structured_content["result"] == []
+    ml = call("market-data", agent, "ml_latest", {"instrument": "BTC-USD"}).structured_content
+    assert ml == {"instrument": "BTC-USD", "prediction": None, "calibration": None}
+
+
+def test_agent_without_the_scope_is_refused_and_audited(market) -> None:
+    agent, _ = make_agent(market, scopes=["orders:preview"])
+
+    result = call("market-data", agent, "bars", {"instrument": "BTC-USD"})
+
+    assert result.is_error
+    assert "scope:" in text_of(result)
+    assert "market:read" in text_of(result)
+    assert tool_audits("bars")[0].data["verdict"] == "refused"
+
+
+def test_revoked_agent_is_refused(market) -> None:
+    agent, _ = make_agent(market)
+    mcp_agent_revoke(name="bot", actor="test")
+
+    result = call("market-data", agent, "system_mode")
+
+    assert result.is_error
+    assert "revoked" in text_of(result)
+
+
+# --- preview ------------------------------------------------------------------------------------
+
+
+def test_preview_that_breaks_the_account_limit_is_denied_with_every_check_and_creates_nothing(
+    market,
+) -> None:
+    agent, _ = make_agent(market)
+
+    result = preview(agent, quantity="60")  # 60 * 100 = 6000 > the account's 5000
+
+    assert result["verdict"] == "denied"
+    assert result["confirmation_token"] is None
+    names = [c["name"] for c in result["checks"]]
+    assert names[:3] == ["mode_gate", "max_order_notional", "max_position"]
+    assert "agent_order_rate" in names
+    notional = next(c for c in result["checks"] if c["name"] == "max_order_notional")
+    assert notional["passed"] is False
+    assert Decimal(notional["values"]["notional"]) == Decimal(6000)
+    assert Decimal(notional["values"]["limit"]) == Decimal(5000)
+    assert "max_order_notional" in result["reason"]
+    nothing_created()
+    assert tool_audits("order_preview")[0].data["verdict"] == "denied"
+
+
+def test_preview_over_the_agents_own_limit_is_denied_though_the_account_allows_it(market) -> None:
+    agent, _ = make_agent(market, max_order_notional=Decimal(50))
+
+    result = preview(agent)  # 100 <= 5000 (account) but > 50 (agent)
+
+    assert result["verdict"] == "denied"
+    failed = [c["name"] for c in result["checks"] if not c["passed"]]
+    assert failed == ["agent_max_order_notional"]
+    nothing_created()
+
+
+def test_preview_of_an_instrument_outside_the_agents_list_is_denied(market) -> None:
+    from tests.mcp.conftest import fresh_bars
+
+    fresh_bars("ETH-USD")
+    agent, _ = make_agent(market, instruments=["BTC-USD"])
+
+    result = preview(agent, instrument="ETH-USD")
+
+    assert result["verdict"] == "denied"
+    assert [c["name"] for c in result["checks"] if not c["passed"]] == ["agent_instruments"]
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"instrument": "NOPE-USD"}, "instrument"),
+        ({"quantity": "nan"}, "quantity"),
+        ({"quantity": "Infinity"}, "quantity"),
+        ({"quantity": "-1"}, "quantity"),
+        ({"quantity": 0}, "quantity"),
+        ({"quantity": "1e40"}, "quantity"),
+        ({"quantity": "one"}, "quantity"),
+        ({"side": "short"}, "side"),
+    ],
+)
+def test_bad_order_input_is_a_tool_error_naming_the_field_audited_nothing_created(
+    market, override: dict[str, Any], field: str
+) -> None:
+    agent, _ = make_agent(market)
+
+    result = call("trading", agent, "order_preview", {**BUY, **override})
+
+    assert result.is_error
+    assert error_text(result).startswith(f"{field}:"), text_of(result)
+    nothing_created()
+    [event] = tool_audits("order_preview")
+    assert event.data["verdict"] == "error"
+
+
+def test_missing_argument_is_a_tool_error_naming_it(market) -> None:
+    agent, _ = make_agent(market)
+
+    result = call("trading", agent, "order_preview", {"instrument": "BTC-USD", "side": "buy"})
+
+    assert result.is_error
+    assert "quantity" in text_of(result)
+    nothing_created()
+    assert tool_audits("order_preview")[0].data["verdict"] == "error"
+
+
+# --- confirm ------------------------------------------------------------------------------------
+
+
+def test_preview_then_confirm_makes_one_order_through_the_decision_path(market) -> None:
+    agent, _ = make_agent(market)
+    token = preview(agent)["confirmation_token"]
+    assert token
+    assert Order.objects.count() == 0  # the preview placed nothing
+
+    result = confirm(agent, token)
+
+    assert not result.is_error, text_of(result)
+    body = result.structured_content
+    assert body["verdict"] == "sent"
+    order = Order.objects.get()
+    assert body["client_order_id"] == order.client_order_id
+    assert order.quantity == Decimal(1)
+    assert order.side == "buy"
+    assert order.status == "initialized"  # the execution queue sends it on commit
+    decision = DecisionLog.objects.get()
+    assert decision.source == "mcp:bot"
+    assert decision.order_ids == [order.client_order_id]
+    assert decision.check_result == "passed"
+    assert decision.strategy == "mcp"
+
+
+def test_confirming_the_same_token_again_or_after_a_lost_response_never_sends_a_second_order(
+    market,
+) -> None:
+    agent, _ = make_agent(market)
+    token = preview(agent)["confirmation_token"]
+
+    async def confirm_and_lose_the_answer(client: Client) -> None:
+        # The client gives up before reading the answer (a transport failure)...
+        await client.call_tool("order_confirm", {"confirmation_token": token})
+        raise ConnectionResetError("the answer was lost")
+
+    with pytest.raises(BaseExceptionGroup) as lost:  # the client's task group wraps it
+        in_process("trading", agent, confirm_and_lose_the_answer)
+    assert lost.value.subgroup(ConnectionResetError) is not None
+    first = Order.objects.get()
+
+    # ...and retries, twice.
+    again = confirm(agent, token).structured_content
+    third = confirm(agent, token).structured_content
+
+    assert again["verdict"] == third["verdict"] == "already_confirmed"
+    assert again["client_order_id"] == third["client_order_id"] == first.client_order_id
+    assert Order.objects.count() == 1
+    assert DecisionLog.objects.count() == 1
+
+
+def test_confirm_after_the_ttl_is_refused(market) -> None:
+    agent, _ = make_agent(market)
+    token = preview(agent)["confirmation_token"]
+    McpTicket.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    result = confirm(agent, token)
+
+    assert result.is_error
+    assert error_text(result).startswith("confirmation_token: expired")
+    assert Order.objects.count() == 0
+
+
+def test_confirm_with_another_agents_token_is_refused(market) -> None:
+    alice, _ = make_agent(market, name="alice")
+    mallory, _ = make_agent(market, name="mallory")
+    token = preview(alice)["confirmation_token"]
+
+    result = confirm(mallory, token)
+
+    assert result.is_error
+    assert error_text(result).startswith("confirmation_token: unknown, or issued to another agent")
+    assert Order.objects.count() == 0
+    # alice's token still works once
+    assert confirm(alice, token).structured_content["verdict"] == "sent"
+
+
+def test_agent_without_orders_submit_can_preview_but_not_confirm(market) -> None:
+    agent, _ = make_agent(market, scopes=["market:read", "orders:preview"])
+    token = preview(agent)["confirmation_token"]
+
+    result = confirm(agent, token)
+
+    assert result.is_error
+    assert "orders:submit" in text_of(result)
+    assert Order.objects.count() == 0
+
+
+@pytest.mark.parametrize("mode", ["pause", "kill"])
+def test_order_previewed_before_pause_or_kill_is_refused_at_confirm(market, mode: str) -> None:
+    agent, _ = make_agent(market)
+    token = preview(agent)["confirmation_token"]
+    if mode == "pause":
+        system_mode_set(mode=SystemMode.PAUSE, actor="ops", source="cli", reason="test")
+    else:
+        from apps.trading.services.kill_switch import kill_switch_engage
+
+        kill_switch_engage(actor="ops", source="cli", reason="test")
+
+    body = confirm(agent, token).structured_content
+
+    assert body["verdict"] == "denied"
+    assert "mode_gate" in body["reason"]
+    assert not Order.objects.exclude(status="denied").exists()  # nothing left to send
+    decision = DecisionLog.objects.get(source="mcp:bot")
+    assert decision.failed_checks[0] == "mode_gate"
+
+
+def test_preview_in_pause_is_denied_by_the_mode_gate(market) -> None:
+    agent, _ = make_agent(market)
+    system_mode_set(mode=SystemMode.PAUSE, actor="ops", source="cli", reason="test")
+
+    result = preview(agent)
+
+    assert result["verdict"] == "denied"
+    assert [c["name"] for c in result["checks"] if not c["passed"]] == ["mode_gate"]
+
+
+def test_agent_order_rate_limit_applies_at_confirm(market) -> None:
+    from tests.mcp.conftest import fresh_bars
+
+    fresh_bars("ETH-USD")
+    agent, _ = make_agent(market, max_orders_per_minute=1)
+    first = preview(agent)["confirmation_token"]
+    second = preview(agent, instrument="ETH-USD")["confirmation_token"]
+    assert confirm(agent, first).structured_content["verdict"] == "sent"
+
+    body = confirm(agent, second).structured_content
+
+    assert body["verdict"] == "denied"
+    assert "agent_order_rate" in body["reason"]
+    assert Order.objects.count() == 1
+
+
+# --- controls -------------------------------------------------------------------------------------
+
+
+def test_agent_can_pause_but_the_change_is_its_own_and_audited(market) -> None:
+    agent, _ = make_agent(market)
+
+    result = call("trading", agent, "mode_request_pause", {"reason": "volatility"})
+
+    assert result.structured_content["result"] == "pause"
+    assert system_mode_get() is SystemMode.PAUSE
+    assert AuditEvent.objects.filter(actor="mcp:bot", action="mcp.tool_call").count() == 1
+
+
+def test_agent_can_engage_the_kill_switch(market) -> None:
+    agent, _ = make_agent(market)
+
+    result = call("trading", agent, "kill_switch", {"reason": "runaway"})
+
+    assert not result.is_error, text_of(result)
+    assert result.structured_content["mode"] == "kill"
+    assert system_mode_get() is SystemMode.KILL
+    # and cannot leave it: asking for PAUSE from KILL is refused by the mode machine
+    refused = call("trading", agent, "mode_request_pause", {"reason": "undo"})
+    assert refused.is_error
+    assert system_mode_get() is SystemMode.KILL
+
+
+def test_paper_only_agent_on_a_live_account_is_denied(market) -> None:
+    from apps.accounts.models import Broker
+
+    market.broker = Broker.KRAKEN
+    market.save(update_fields=["broker"])
+    agent, _ = make_agent(market)
+
+    result = preview(agent)
+
+    assert result["verdict"] == "denied"
+    assert "agent_paper_only" in result["reason"]
