@@ -151,6 +151,7 @@ TOOL_SCOPES: dict[str, str] = {
     "orders_open": Scope.MARKET_READ,
     "order_preview": Scope.ORDERS_PREVIEW,
     "order_confirm": Scope.ORDERS_SUBMIT,
+    "order_cancel": Scope.ORDERS_SUBMIT,
     "mode_request_pause": Scope.CONTROL_PAUSE,
     "kill_switch": Scope.CONTROL_PAUSE,
 }
@@ -237,6 +238,16 @@ def _register_trading(server: AgentServer) -> None:
         again, now). Idempotent: confirming the same token again returns the same order."""
         return await run(
             services.order_confirm, agent=current_agent(), confirmation_token=confirmation_token
+        )
+
+    @server.tool()
+    async def order_cancel(client_order_id: str, reason: str = "") -> dict[str, Any]:
+        """Cancel one of this agent's own open orders (by its client_order_id)."""
+        return await run(
+            services.order_cancel,
+            agent=current_agent(),
+            client_order_id=client_order_id,
+            reason=reason,
         )
 
     @server.tool(annotations=READ)

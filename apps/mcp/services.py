@@ -28,6 +28,8 @@ from apps.risk.services.modes import system_mode_set, system_state_get
 from apps.strategies.domain.base import Signal, SignalAction
 from apps.strategies.domain.sizing import quantity_for_stake
 from apps.trading.selectors import decision_inputs, risk_context_for
+from apps.trading.services.cancel import OrderCancelRefused
+from apps.trading.services.cancel import order_cancel as trading_order_cancel
 from apps.trading.services.common import DB_QUANTUM, instrument_spec
 from apps.trading.services.decisions import decision_make
 from apps.trading.services.kill_switch import kill_switch_engage
@@ -510,6 +512,33 @@ def order_confirm(*, agent: McpAgent, confirmation_token: str) -> ConfirmResult:
             ticket.verdict, ticket.reason = "sent", ""
         ticket.save()
         return _confirmed(ticket)
+
+
+def order_cancel(*, agent: McpAgent, client_order_id: str, reason: str) -> dict[str, Any]:
+    """Cancel one of this agent's own open orders (one it confirmed)."""
+    scope_require(agent, Scope.ORDERS_SUBMIT)
+    ticket = (
+        McpTicket.objects.filter(agent=agent, order__client_order_id=client_order_id.strip()[:64])
+        .select_related("order")
+        .first()
+    )
+    if ticket is None or ticket.order is None:
+        raise McpInputError(
+            "client_order_id", "no order of this agent has that id (see the orders_open tool)"
+        )
+    try:
+        order = trading_order_cancel(
+            order_id=ticket.order.pk,
+            actor=agent.actor,
+            reason=reason.strip()[:500] or "agent cancel",
+        )
+    except OrderCancelRefused as exc:
+        raise McpRefused(str(exc)) from exc
+    return {
+        "verdict": "cancelled",
+        "client_order_id": order.client_order_id,
+        "status": order.status,
+    }
 
 
 # --- controls -----------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_market_data_registers_read_tools_only_and_trading_no_resume_limits_or_p
 
     trading = {t.name for t in in_process("trading", agent, tools)}
     assert trading == {
-        "order_preview", "order_confirm", "orders_open", "positions", "mode_request_pause",
+        "order_preview", "order_confirm", "order_cancel", "orders_open", "positions", "mode_request_pause",
         "kill_switch",
     }  # fmt: skip
     assert not any(word in name for name in trading for word in ("resume", "limit", "plan"))
@@ -430,3 +430,26 @@ def test_paper_only_agent_on_a_live_account_is_denied(market) -> None:
 
     assert result["verdict"] == "denied"
     assert "agent_paper_only" in result["reason"]
+
+
+def test_agent_cancels_its_own_open_order_and_no_one_elses(market) -> None:
+    agent, _ = make_agent(market)
+    other, _ = make_agent(market, name="other")
+    token = preview(agent)["confirmation_token"]
+    sent = confirm(agent, token).structured_content
+    open_orders = call("trading", agent, "orders_open").structured_content["result"]
+    assert [o["client_order_id"] for o in open_orders] == [sent["client_order_id"]]
+
+    refused = call("trading", other, "order_cancel", {"client_order_id": sent["client_order_id"]})
+    assert refused.is_error
+    assert error_text(refused).startswith("client_order_id:")
+    assert Order.objects.get().status == "initialized"
+
+    result = call("trading", agent, "order_cancel", {"client_order_id": sent["client_order_id"]})
+
+    assert result.structured_content["verdict"] == "cancelled"
+    assert Order.objects.get().status == "denied"  # never sent: denied, as the kill switch does
+    assert call("trading", agent, "orders_open").structured_content["result"] == []
+    again = call("trading", agent, "order_cancel", {"client_order_id": sent["client_order_id"]})
+    assert again.is_error
+    assert "not open" in error_text(again)
