@@ -39,7 +39,7 @@ TOKEN_PREFIX = "tbm_"  # noqa: S105 - a marker, not a secret
 
 def ticket_ttl_seconds() -> int:
     """How long a preview's confirmation token may be confirmed (MCP_TICKET_TTL_SECONDS, 30)."""
-    return int(getattr(settings, "MCP_TICKET_TTL_SECONDS", 30))
+    return int(settings.MCP_TICKET_TTL_SECONDS)
 
 
 # The largest quantity an agent may ask for (a typo guard; the risk limits decide the rest).

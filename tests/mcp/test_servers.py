@@ -309,9 +309,12 @@ def test_confirming_the_same_token_again_or_after_a_lost_response_never_sends_a_
     assert DecisionLog.objects.count() == 1
 
 
-def test_confirm_after_the_ttl_is_refused(market) -> None:
+def test_confirm_after_the_ttl_is_refused(market, settings) -> None:
+    settings.MCP_TICKET_TTL_SECONDS = 7
     agent, _ = make_agent(market)
     token = preview(agent)["confirmation_token"]
+    ticket = McpTicket.objects.get()
+    assert (ticket.expires_at - ticket.created_at).total_seconds() == pytest.approx(7, abs=0.5)
     McpTicket.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
 
     result = confirm(agent, token)

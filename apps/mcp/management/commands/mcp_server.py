@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.core.process_metrics import process_metrics_start
 from apps.mcp.models import McpAgent
 from apps.mcp.server import KINDS, build_server, http_app
 from apps.mcp.services import mcp_agent_authenticate
@@ -35,6 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         kind = options["kind"]
+        process_metrics_start(process=f"mcp-{kind}")
         if options["transport"] == "stdio":
             agent = self._stdio_agent(options["agent"])
             # stdout is the protocol: say nothing there.
