@@ -14,6 +14,7 @@ registration to build their input and output schemas.
 import contextvars
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
@@ -25,9 +26,12 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, ToolAnnotations
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 
-from apps.mcp import selectors, services
+from apps.mcp import metrics, selectors, services
 from apps.mcp.models import McpAgent, Scope
 from apps.mcp.services import ConfirmResult, McpInputError, McpRefused, PreviewResult
 from apps.risk.exceptions import ModeChangeRefused
@@ -97,34 +101,56 @@ class AgentServer(MCPServer[Any]):
         return services.mcp_agent_fresh(agent_id)
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        started = time.perf_counter()
         try:
             agent = await sync_to_async(self._agent_load)()
         except McpRefused as exc:
             raise ToolError(str(exc)) from exc
+        tool = name if name in TOOL_SCOPES else "unknown"
         scope = TOOL_SCOPES.get(name)
         if scope is not None and scope not in agent.scopes:
             message = f"scope: agent {agent.name!r} lacks '{scope}' for {name} (ask an operator)"
             await self._audit(agent, name, arguments, "refused", message)
+            self._observe(agent, tool, "refused", started, ["scope"])
             raise ToolError(message)
         token = _agent.set(agent)
         try:
             result = await super().call_tool(name, arguments, context)
         except Exception as exc:
             await self._audit(agent, name, arguments, "error", _SDK_PREFIX.sub("", str(exc)))
+            self._observe(agent, tool, "error", started, ["bad_input"])
             raise
         finally:
             _agent.reset(token)
-        verdict, detail = "ok", ""
+        verdict, detail, reasons = "ok", "", []
         if isinstance(result, CallToolResult):
             if result.is_error:
-                verdict = "error"
+                verdict, reasons = "error", ["bad_input"]
                 detail = " ".join(getattr(c, "text", "") for c in result.content)
                 detail = _SDK_PREFIX.sub("", detail)
             elif isinstance(result.structured_content, dict):
-                verdict = str(result.structured_content.get("verdict", "ok"))
-                detail = str(result.structured_content.get("reason", ""))
+                body = result.structured_content
+                verdict = str(body.get("verdict", "ok"))
+                detail = str(body.get("reason", ""))
+                if verdict == "denied":
+                    reasons = [
+                        str(c["name"]) for c in body.get("checks") or () if not c.get("passed")
+                    ] or [detail.split(":", 1)[0] or "denied"]
         await self._audit(agent, name, arguments, verdict, detail)
+        self._observe(agent, tool, verdict, started, reasons)
         return result
+
+    def _observe(
+        self, agent: McpAgent, tool: str, verdict: str, started: float, reasons: list[str]
+    ) -> None:
+        metrics.call_observe(
+            server=self.kind,
+            tool=tool,
+            agent=agent.name,
+            verdict=verdict,
+            seconds=time.perf_counter() - started,
+            reasons=reasons,
+        )
 
     async def _audit(
         self, agent: McpAgent, tool: str, arguments: dict[str, Any], verdict: str, detail: str
@@ -307,6 +333,13 @@ def build_server(
         ),
         **extra,
     )
+    if agent_id is None:
+
+        @server.custom_route("/metrics", methods=["GET"])
+        async def metrics_view(request: Request) -> Response:
+            """Prometheus (internal network only, like the job that scrapes it)."""
+            return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
     if kind == "market-data":
         _register_market_data(server)
     else:

@@ -129,6 +129,17 @@ def test_order_over_streamable_http_with_a_real_token(trading_url: str) -> None:
         ("order_confirm", "sent"),
         ("order_confirm", "already_confirmed"),
     ]
+    status, body = http_get(trading_url.replace("/mcp", "/metrics"))
+    assert status == 200
+    text = body.decode()
+    assert (
+        'mcp_tool_calls_total{agent="bot",server="trading",tool="order_confirm",verdict="sent"} 1.0'
+        in text
+    )
+    assert (
+        'mcp_tool_latency_seconds_count{agent="bot",server="trading",tool="order_preview"} 1.0'
+        in text
+    )
 
 
 def test_missing_unknown_or_revoked_token_is_401_and_metadata_is_served(trading_url: str) -> None:

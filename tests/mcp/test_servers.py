@@ -456,3 +456,26 @@ def test_agent_cancels_its_own_open_order_and_no_one_elses(market) -> None:
     again = call("trading", agent, "order_cancel", {"client_order_id": sent["client_order_id"]})
     assert again.is_error
     assert "not open" in error_text(again)
+
+
+def test_calls_denials_and_latency_are_counted_per_tool_and_agent(market) -> None:
+    from apps.mcp.metrics import REGISTRY
+
+    agent, _ = make_agent(market, name="metered")
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    denied = {"server": "trading", "tool": "order_preview", "agent": "metered"}
+    before = value("mcp_denials_total", **denied, reason="max_order_notional")
+    preview(agent, quantity="60")
+    call("trading", agent, "no_such_tool")
+    preview(agent)
+
+    assert value("mcp_denials_total", **denied, reason="max_order_notional") == before + 1
+    assert value("mcp_tool_calls_total", **denied, verdict="approved") == 1
+    assert value("mcp_tool_calls_total", **denied, verdict="denied") == 1
+    unknown = {"server": "trading", "tool": "unknown", "agent": "metered"}
+    assert value("mcp_tool_calls_total", **unknown, verdict="error") == 1
+    assert value("mcp_denials_total", **unknown, reason="bad_input") == 1
+    assert value("mcp_tool_latency_seconds_count", **denied) == 2
