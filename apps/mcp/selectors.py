@@ -107,6 +107,13 @@ def instruments_list() -> list[InstrumentInfo]:
     ]
 
 
+def instrument_detail(*, symbol: str) -> dict[str, Any]:
+    inst = instrument_parse(symbol)
+    info = next(i for i in instruments_list() if i["symbol"] == inst.symbol)
+    last = Bar.objects.filter(instrument=inst, timeframe="1m").order_by("-ts").first()
+    return {**info, "latest_bar_1m": _bar_row(last) if last else None}
+
+
 def _bar_row(bar: Bar) -> BarRow:
     return BarRow(
         ts=bar.ts.isoformat(),

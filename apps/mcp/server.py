@@ -12,6 +12,7 @@ registration to build their input and output schemas.
 """
 
 import contextvars
+import json
 import logging
 import re
 import time
@@ -24,7 +25,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import CallToolResult, ToolAnnotations
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -80,6 +81,13 @@ async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await sync_to_async(fn)(*args, **kwargs)
     except (McpInputError, McpRefused, ModeChangeRefused) as exc:
         raise ToolError(str(exc)) from exc
+
+
+async def run_resource(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return await sync_to_async(fn)(*args, **kwargs)
+    except (McpInputError, McpRefused) as exc:
+        raise ResourceError(str(exc)) from exc
 
 
 class AgentServer(MCPServer[Any]):
@@ -140,6 +148,29 @@ class AgentServer(MCPServer[Any]):
         self._observe(agent, tool, verdict, started, reasons)
         return result
 
+    async def read_resource(self, uri: Any, context: Any = None) -> Any:
+        """A resource read is a call too: the agent, market:read, one audit row."""
+        started = time.perf_counter()
+        try:
+            agent = await sync_to_async(self._agent_load)()
+        except McpRefused as exc:
+            raise ResourceError(str(exc)) from exc
+        target = f"resource:{str(uri)[:200]}"
+        if Scope.MARKET_READ not in agent.scopes:
+            message = f"scope: agent {agent.name!r} lacks 'market:read' to read resources"
+            await self._audit(agent, target, {}, "refused", message)
+            self._observe(agent, "resource", "refused", started, ["scope"])
+            raise ResourceError(message)
+        try:
+            result = await super().read_resource(uri, context)
+        except Exception as exc:
+            await self._audit(agent, target, {}, "error", str(exc))
+            self._observe(agent, "resource", "error", started, ["bad_input"])
+            raise
+        await self._audit(agent, target, {}, "ok", "")
+        self._observe(agent, "resource", "ok", started, [])
+        return result
+
     def _observe(
         self, agent: McpAgent, tool: str, verdict: str, started: float, reasons: list[str]
     ) -> None:
@@ -184,6 +215,24 @@ TOOL_SCOPES: dict[str, str] = {
 
 
 def _register_market_data(server: AgentServer) -> None:
+    @server.resource(
+        "tradebot://instruments",
+        name="instruments",
+        description="Every instrument with its trading plans",
+        mime_type="application/json",
+    )
+    async def instruments_resource() -> str:
+        return json.dumps(await run_resource(selectors.instruments_list))
+
+    @server.resource(
+        "tradebot://instruments/{symbol}",
+        name="instrument",
+        description="One instrument with its trading plans and its latest 1m bar",
+        mime_type="application/json",
+    )
+    async def instrument_resource(symbol: str) -> str:
+        return json.dumps(await run_resource(selectors.instrument_detail, symbol=symbol))
+
     @server.tool(annotations=READ)
     async def instruments() -> list[selectors.InstrumentInfo]:
         """Every instrument with its trading plans (account, timeframe, strategy, stake)."""

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import Account, Broker
+from apps.audit.models import DecisionAction
 from apps.audit.services import audit_record
 from apps.marketdata.models import Instrument
 from apps.mcp.models import McpAgent, McpTicket, Scope
@@ -401,7 +402,7 @@ def order_preview(
 
 @dataclass(frozen=True)
 class ConfirmResult:
-    verdict: str  # "sent", "denied", "hold", "already_confirmed"
+    verdict: str  # "sent", "denied", "hold", "observation", "already_confirmed"
     reason: str
     client_order_id: str | None
     order_status: str | None
@@ -504,8 +505,11 @@ def order_confirm(*, agent: McpAgent, confirmation_token: str) -> ConfirmResult:
         order = outcome.order
         ticket.decision = outcome.decision
         ticket.order = order
-        if order is None:
+        if order is None and outcome.decision.action == DecisionAction.HOLD:
             ticket.verdict, ticket.reason = "hold", outcome.decision.inputs.get("hold_reason", "")
+        elif order is None:  # OBSERVATION: recorded as "would have", nothing sent
+            ticket.verdict = "observation"
+            ticket.reason = f"{outcome.decision.action}: the system is observing, nothing was sent"
         elif order.status == "denied":
             ticket.verdict, ticket.reason = "denied", order.status_reason
         else:

@@ -78,3 +78,10 @@ def text_of(result: Any) -> str:
 def error_text(result: Any) -> str:
     """A tool error's message without the SDK's "Error executing tool NAME: " prefix."""
     return re.sub(r"^Error executing tool \w+: ", "", text_of(result))
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, as the client's task groups raise them."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]

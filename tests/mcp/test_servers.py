@@ -17,7 +17,7 @@ from apps.mcp.services import mcp_agent_revoke
 from apps.risk.domain.modes import SystemMode
 from apps.risk.services.modes import system_mode_get, system_mode_set
 from apps.trading.models import Order
-from tests.mcp.conftest import call, error_text, in_process, make_agent, text_of
+from tests.mcp.conftest import call, error_text, in_process, leaves, make_agent, text_of
 
 pytestmark = pytest.mark.django_db
 
@@ -296,7 +296,7 @@ def test_confirming_the_same_token_again_or_after_a_lost_response_never_sends_a_
 
     with pytest.raises(BaseExceptionGroup) as lost:  # the client's task group wraps it
         in_process("trading", agent, confirm_and_lose_the_answer)
-    assert lost.value.subgroup(ConnectionResetError) is not None
+    assert [type(e) for e in leaves(lost.value)] == [ConnectionResetError]
     first = Order.objects.get()
 
     # ...and retries, twice.
@@ -479,3 +479,81 @@ def test_calls_denials_and_latency_are_counted_per_tool_and_agent(market) -> Non
     assert value("mcp_tool_calls_total", **unknown, verdict="error") == 1
     assert value("mcp_denials_total", **unknown, reason="bad_input") == 1
     assert value("mcp_tool_latency_seconds_count", **denied) == 2
+
+
+# --- resources and the other reads -------------------------------------------------------------
+
+
+def test_instrument_resources_are_read_as_the_agent_and_audited(market) -> None:
+    import json
+
+    from mcp.shared.exceptions import MCPError
+
+    agent, _ = make_agent(market)
+
+    async def read(client: Client) -> tuple[list[str], list[str], Any]:
+        listed = [str(r.uri) for r in (await client.list_resources()).resources]
+        templates = [
+            t.uri_template for t in (await client.list_resource_templates()).resource_templates
+        ]
+        one = await client.read_resource("tradebot://instruments/BTC-USD")
+        return listed, templates, one
+
+    listed, templates, one = in_process("market-data", agent, read)
+
+    assert listed == ["tradebot://instruments"]
+    assert templates == ["tradebot://instruments/{symbol}"]
+    body = json.loads(one.contents[0].text)
+    assert body["symbol"] == "BTC-USD"
+    assert body["latest_bar_1m"]["close"] == "100.000000000000"
+    event = AuditEvent.objects.get(action="mcp.tool_call")
+    assert event.target == "resource:tradebot://instruments/BTC-USD"
+    assert event.data["verdict"] == "ok"
+
+    async def unknown(client: Client) -> Any:
+        return await client.read_resource("tradebot://instruments/NOPE-USD")
+
+    with pytest.raises(BaseExceptionGroup) as raised:  # the client's task group wraps it
+        in_process("market-data", agent, unknown)
+    [error] = leaves(raised.value)
+    assert isinstance(error, MCPError)
+    assert str(error).startswith("instrument: unknown instrument 'NOPE-USD'")
+    assert AuditEvent.objects.filter(data__verdict="error").count() == 1
+
+
+def test_feeds_positions_and_decisions_show_what_happened(market) -> None:
+    from apps.marketdata.models import FeedStatus
+
+    FeedStatus.objects.create(
+        feed="kraken-ws", last_update=timezone.now() - timedelta(seconds=30), bars_accepted=7
+    )
+    agent, _ = make_agent(market)
+    confirm(agent, preview(agent)["confirmation_token"])
+
+    [feed] = call("market-data", agent, "feeds").structured_content["result"]
+    assert feed["feed"] == "kraken-ws"
+    assert feed["bars_accepted"] == 7
+    assert 29 <= feed["age_seconds"] < 60
+
+    mine = call("market-data", agent, "decisions", {"source": "mcp:bot"}).structured_content
+    [decision] = mine["result"]
+    assert decision["source"] == "mcp:bot"
+    assert decision["action"] == "buy"
+    assert {c["name"] for c in decision["checks"]} >= {"mode_gate", "max_order_notional"}
+    engine = call("market-data", agent, "decisions", {"source": "engine"}).structured_content
+    assert engine["result"] == []
+    too_many = call("market-data", agent, "decisions", {"limit": 101})
+    assert error_text(too_many).startswith("limit:")
+
+
+def test_confirm_while_observing_records_would_buy_and_sends_nothing(market) -> None:
+    agent, _ = make_agent(market)
+    token = preview(agent)["confirmation_token"]
+    system_mode_set(mode=SystemMode.OBSERVATION, actor="ops", source="cli", reason="test")
+
+    body = confirm(agent, token).structured_content
+
+    assert body["verdict"] == "observation"
+    assert body["client_order_id"] is None
+    assert Order.objects.count() == 0
+    assert DecisionLog.objects.get(source="mcp:bot").action == "would_buy"
