@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.db import models
 
 from apps.accounts.models import Account
-from apps.audit.models import DecisionLog
 from apps.core.fields import MoneyField, QuantityField
 from apps.marketdata.models import Instrument
 from apps.trading.models import Order
@@ -71,9 +70,9 @@ class McpTicket(models.Model):
     order = models.ForeignKey(
         Order, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    decision = models.ForeignKey(
-        DecisionLog, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
+    # The decision log is append-only (trigger-protected, truncated only by its owner): a plain
+    # id, not a foreign key that would tie its table to this one (as ml.Prediction does).
+    decision_id = models.BigIntegerField(null=True, blank=True, help_text="audit.DecisionLog id")
 
     def __str__(self) -> str:
         return f"{self.agent_id} {self.side} {self.quantity} {self.instrument_id}"

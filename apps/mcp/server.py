@@ -113,6 +113,7 @@ class AgentServer(MCPServer[Any]):
         try:
             agent = await sync_to_async(self._agent_load)()
         except McpRefused as exc:
+            await self._audit_refused(exc, name, arguments)
             raise ToolError(str(exc)) from exc
         tool = name if name in TOOL_SCOPES else "unknown"
         scope = TOOL_SCOPES.get(name)
@@ -154,6 +155,7 @@ class AgentServer(MCPServer[Any]):
         try:
             agent = await sync_to_async(self._agent_load)()
         except McpRefused as exc:
+            await self._audit_refused(exc, f"resource:{str(uri)[:200]}", {})
             raise ResourceError(str(exc)) from exc
         target = f"resource:{str(uri)[:200]}"
         if Scope.MARKET_READ not in agent.scopes:
@@ -182,6 +184,18 @@ class AgentServer(MCPServer[Any]):
             seconds=time.perf_counter() - started,
             reasons=reasons,
         )
+
+    async def _audit_refused(self, exc: McpRefused, tool: str, arguments: dict[str, Any]) -> None:
+        """A refused agent (revoked since it connected) is audited under its name."""
+        if exc.agent_name:
+            await sync_to_async(services.mcp_call_audit)(
+                agent_name=exc.agent_name,
+                server=self.kind,
+                tool=tool[:100],
+                arguments=arguments,
+                verdict="refused",
+                detail=str(exc),
+            )
 
     async def _audit(
         self, agent: McpAgent, tool: str, arguments: dict[str, Any], verdict: str, detail: str

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import Account, Broker
-from apps.audit.models import DecisionAction
+from apps.audit.models import DecisionAction, DecisionLog
 from apps.audit.services import audit_record
 from apps.marketdata.models import Instrument
 from apps.mcp.models import McpAgent, McpTicket, Scope
@@ -57,7 +57,12 @@ class McpInputError(ValueError):
 
 
 class McpRefused(Exception):
-    """A request the agent may not make (scope, revoked, paper-only...): said plainly."""
+    """A request the agent may not make (scope, revoked...): said plainly. ``agent_name``:
+    the agent refused, when known (its refusal is audited under its name)."""
+
+    def __init__(self, message: str, *, agent_name: str = "") -> None:
+        super().__init__(message)
+        self.agent_name = agent_name
 
 
 def token_hash(token: str) -> str:
@@ -153,7 +158,8 @@ def mcp_agent_fresh(agent_id: int) -> McpAgent:
     agent = McpAgent.objects.select_related("account").get(pk=agent_id)
     if agent.revoked_at is not None:
         raise McpRefused(
-            f"agent {agent.name!r} was revoked at {agent.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
+            f"agent {agent.name!r} was revoked at {agent.revoked_at:%Y-%m-%d %H:%M:%S} UTC",
+            agent_name=agent.name,
         )
     return agent
 
@@ -410,14 +416,18 @@ class ConfirmResult:
     checks: list[dict[str, Any]]
 
 
-def _confirmed(ticket: McpTicket, *, verdict: str | None = None) -> ConfirmResult:
+def _confirmed(
+    ticket: McpTicket, *, verdict: str | None = None, decision: DecisionLog | None = None
+) -> ConfirmResult:
+    if decision is None and ticket.decision_id is not None:
+        decision = DecisionLog.objects.filter(pk=ticket.decision_id).first()
     return ConfirmResult(
         verdict=verdict or ticket.verdict,
         reason=ticket.reason,
         client_order_id=ticket.order.client_order_id if ticket.order else None,
         order_status=ticket.order.status if ticket.order else None,
         decision_id=ticket.decision_id,
-        checks=list(ticket.decision.checks) if ticket.decision else [],
+        checks=list(decision.checks) if decision else [],
     )
 
 
@@ -430,7 +440,7 @@ def order_confirm(*, agent: McpAgent, confirmation_token: str) -> ConfirmResult:
     with transaction.atomic():
         ticket = (
             McpTicket.objects.select_for_update(of=("self",))
-            .select_related("instrument", "order", "decision")
+            .select_related("instrument", "order")
             .filter(token_hash=token_hash(confirmation_token.strip()))
             .first()
         )
@@ -503,7 +513,7 @@ def order_confirm(*, agent: McpAgent, confirmation_token: str) -> ConfirmResult:
             source=agent.actor,
         )
         order = outcome.order
-        ticket.decision = outcome.decision
+        ticket.decision_id = outcome.decision.pk
         ticket.order = order
         if order is None and outcome.decision.action == DecisionAction.HOLD:
             ticket.verdict, ticket.reason = "hold", outcome.decision.inputs.get("hold_reason", "")
@@ -515,7 +525,7 @@ def order_confirm(*, agent: McpAgent, confirmation_token: str) -> ConfirmResult:
         else:
             ticket.verdict, ticket.reason = "sent", ""
         ticket.save()
-        return _confirmed(ticket)
+        return _confirmed(ticket, decision=outcome.decision)
 
 
 def order_cancel(*, agent: McpAgent, client_order_id: str, reason: str) -> dict[str, Any]:

@@ -170,6 +170,9 @@ def test_revoked_agent_is_refused(market) -> None:
 
     assert result.is_error
     assert "revoked" in text_of(result)
+    [event] = tool_audits("system_mode")
+    assert event.actor == "mcp:bot"
+    assert event.data["verdict"] == "refused"
 
 
 # --- preview ------------------------------------------------------------------------------------
