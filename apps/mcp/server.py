@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
@@ -26,6 +27,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, ToolAnnotations
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -410,6 +412,23 @@ def build_server(
     return server
 
 
-def http_app(server: AgentServer, *, host: str) -> Starlette:
-    """The streamable HTTP ASGI app (stateless, JSON responses; one agent per request)."""
-    return server.streamable_http_app(stateless_http=True, json_response=True, host=host)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def http_app(server: AgentServer, *, host: str, public_url: str | None = None) -> Starlette:
+    """The streamable HTTP ASGI app (stateless, JSON responses; one agent per request).
+
+    Bound to loopback, the SDK accepts only loopback Host headers (DNS rebinding
+    protection); behind a proxy the public URL's host is accepted as well.
+    """
+    security = None
+    public = urlsplit(public_url) if public_url else None
+    if host in LOOPBACK and public is not None and public.hostname not in LOOPBACK:
+        origin = f"{public.scheme}://{public.netloc}"
+        security = TransportSecuritySettings(
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", public.netloc],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", origin],
+        )
+    return server.streamable_http_app(
+        stateless_http=True, json_response=True, host=host, transport_security=security
+    )

@@ -560,3 +560,25 @@ def test_confirm_while_observing_records_would_buy_and_sends_nothing(market) -> 
     assert body["client_order_id"] is None
     assert Order.objects.count() == 0
     assert DecisionLog.objects.get(source="mcp:bot").action == "would_buy"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_http_app_behind_a_proxy_accepts_the_public_host_and_still_refuses_others(market) -> None:
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+    from starlette.testclient import TestClient
+
+    from apps.mcp.server import build_server, http_app
+
+    _, token = make_agent(market)
+    public = "https://mcp.example/trading/mcp"
+    app = http_app(build_server("trading", public_url=public), host="127.0.0.1", public_url=public)
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+    with TestClient(app, base_url="http://mcp.example") as client:
+        ok = client.post("/mcp", json=ping, headers=headers)
+        assert ok.status_code == 200, ok.text
+        bad = client.post("/mcp", json=ping, headers={**headers, "Host": "evil.example"})
+        assert bad.status_code == 421
+    # The token check ran in asgiref's one sync thread: close its connection (test DB teardown).
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result()

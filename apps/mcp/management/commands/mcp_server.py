@@ -47,7 +47,7 @@ class Command(BaseCommand):
         port = options["port"] or (8001 if kind == "market-data" else 8002)
         host = options["host"]
         public_url = options["public_url"] or f"http://{host}:{port}/mcp"
-        app = http_app(build_server(kind, public_url=public_url), host=host)
+        app = http_app(build_server(kind, public_url=public_url), host=host, public_url=public_url)
         self.stderr.write(f"mcp {kind}: streamable HTTP on {public_url} (bearer: agent tokens)")
         uvicorn.run(app, host=host, port=port, log_level="info")
 
