@@ -582,3 +582,67 @@ def test_http_app_behind_a_proxy_accepts_the_public_host_and_still_refuses_other
         assert bad.status_code == 421
     # The token check ran in asgiref's one sync thread: close its connection (test DB teardown).
     SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+
+
+def test_ml_latest_gives_the_newest_probability_and_its_models_calibration(market) -> None:
+    from apps.ml.models import CalibrationSnapshot, ModelVersion, Prediction
+
+    t0 = timezone.now() - timedelta(days=30)
+    mv = ModelVersion.objects.create(
+        version="v7", created_by="test", algorithm="logreg", instrument="BTC-USD",
+        train_start=t0, train_end=t0, heldout_start=t0, heldout_end=t0,
+        data_path="d.csv", data_sha256="0" * 64, file_path="m.joblib", file_sha256="0" * 64,
+    )  # fmt: skip
+    for minutes, p in ((1, 0.41), (2, 0.73)):
+        Prediction.objects.create(
+            model_version=mv, instrument="BTC-USD", bar_ts=t0 + timedelta(minutes=minutes),
+            horizon=30, probability=p, features=[], features_hash="x",
+        )  # fmt: skip
+    CalibrationSnapshot.objects.create(
+        model_version=mv, n=500, n_bins=10, ece=0.031, brier=0.2, level="ok"
+    )
+    agent, _ = make_agent(market)
+
+    body = call("market-data", agent, "ml_latest", {"instrument": "BTC-USD"}).structured_content
+
+    assert body["prediction"]["probability"] == 0.73
+    assert body["prediction"]["model_version"] == "v7"
+    assert body["calibration"]["ece"] == 0.031
+    assert body["calibration"]["level"] == "ok"
+
+
+def test_positions_show_quantity_and_pnl_of_the_agents_account(market) -> None:
+    from apps.model.orders import Fill as FillValue
+    from apps.model.values import Side
+    from apps.trading.services.fills import fill_apply
+    from tests.trading.factories import T0, accepted_order, instrument
+
+    order = accepted_order(market, instrument(), quantity="3")
+    fill_apply(
+        fill=FillValue(
+            trade_id="t1", client_order_id=order.client_order_id, instrument="BTC-USD",
+            side=Side.BUY, quantity=Decimal(3), price=Decimal(100), fee=Decimal(0), ts=T0,
+        )
+    )  # fmt: skip
+    agent, _ = make_agent(market)
+
+    body = call("trading", agent, "positions").structured_content
+
+    [position] = body["positions"]
+    assert position["instrument"] == "BTC-USD"
+    assert Decimal(position["quantity"]) == 3
+    assert Decimal(position["avg_price"]) == 100
+    assert "realized_pnl" in body
+    # already long: a second buy is a hold, as the engine would decide
+    again = preview(agent)
+    assert again["verdict"] == "hold"
+    assert again["reason"].startswith("already long")
+    # the sell must exit the whole position
+    partial = call("trading", agent, "order_preview", {**BUY, "side": "sell", "quantity": "1"})
+    assert error_text(partial).startswith("quantity: a sell exits the whole long position")
+    exit_all = preview(agent, side="sell", quantity="3")
+    assert exit_all["verdict"] == "approved"
+    sent = confirm(agent, exit_all["confirmation_token"]).structured_content
+    assert sent["verdict"] == "sent"
+    sell = Order.objects.get(client_order_id=sent["client_order_id"])
+    assert (sell.side, sell.quantity, sell.reduce_only) == ("sell", Decimal(3), True)
