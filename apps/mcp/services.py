@@ -200,6 +200,10 @@ def scope_require(agent: McpAgent, scope: str) -> None:
 
 
 def instrument_parse(symbol: str) -> Instrument:
+    if not symbol or len(symbol) > 32:
+        raise McpInputError(
+            "instrument", "a symbol of 1 to 32 characters (see the instruments tool)"
+        )
     instrument = Instrument.objects.filter(symbol=symbol).first()
     if instrument is None:
         raise McpInputError(

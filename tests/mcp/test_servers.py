@@ -226,6 +226,7 @@ def test_preview_of_an_instrument_outside_the_agents_list_is_denied(market) -> N
     ("override", "field"),
     [
         ({"instrument": "NOPE-USD"}, "instrument"),
+        ({"instrument": "X" * 10_000}, "instrument"),
         ({"quantity": "nan"}, "quantity"),
         ({"quantity": "Infinity"}, "quantity"),
         ({"quantity": "-1"}, "quantity"),
