@@ -18,7 +18,7 @@ each: the engine does not add to a long, nor send while an order is working):
 - confirm -> order at the paper venue: from sending ``order_confirm`` to the order row read
   back with the paper broker's id (polled every 0.5 ms): the execution queue included.
 
-Floor in the same run: ``system_mode`` (HTTP, bearer check, audit row, one read).
+Floor in the same run: ``orders_open`` (HTTP, bearer check, audit row, one read).
 Targets (issue 15): preview p99 < 20 ms, confirm -> order at the paper venue p99 < 30 ms.
 Nothing is asserted; figures are printed.
 """
@@ -126,7 +126,7 @@ async def run(url: str, token: str, symbols: list[str]) -> dict[str, list[float]
     ):
         for i in range(WARMUP + 100):
             t0 = time.perf_counter()
-            await client.call_tool("system_mode", {})
+            await client.call_tool("orders_open", {})
             if i >= WARMUP:
                 out["floor"].append((time.perf_counter() - t0) * 1000)
         for i, symbol in enumerate(symbols):
@@ -221,7 +221,7 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=15)
     print(f"\ntrading MCP server over streamable HTTP on loopback; first {WARMUP} are warm-up")
-    row("floor: system_mode (HTTP, bearer, audit)", figures["floor"])
+    row("floor: orders_open (HTTP, bearer, audit)", figures["floor"])
     row("order_preview (target p99 < 20 ms)", figures["preview"])
     row("order_confirm (decided, committed, enqueued)", figures["confirm"])
     row("confirm -> at the paper venue (target p99 < 30 ms)", figures["to_venue"])
