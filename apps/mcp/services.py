@@ -285,9 +285,13 @@ def _agent_checks(
                 "values": {"notional": str(notional), "limit": str(agent.max_order_notional)},
             }
         )
-    recent = McpTicket.objects.filter(
-        agent=agent, confirmed_at__gte=now - timedelta(seconds=60), order__isnull=False
-    ).count()
+    recent = (
+        McpTicket.objects.filter(
+            agent=agent, confirmed_at__gte=now - timedelta(seconds=60), order__isnull=False
+        )
+        .exclude(verdict="denied")  # as the account's rate check: denied orders never left
+        .count()
+    )
     checks.append(
         {
             "name": "agent_order_rate",
@@ -442,6 +446,8 @@ def order_confirm(*, agent: McpAgent, confirmation_token: str) -> ConfirmResult:
     scope_require(agent, Scope.ORDERS_SUBMIT)
     now = timezone.now()
     with transaction.atomic():
+        # One confirm at a time per agent: its rate limit counts what the others committed.
+        McpAgent.objects.select_for_update().filter(pk=agent.pk).values_list("pk").first()
         ticket = (
             McpTicket.objects.select_for_update(of=("self",))
             .select_related("instrument", "order")

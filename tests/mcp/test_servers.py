@@ -647,3 +647,17 @@ def test_positions_show_quantity_and_pnl_of_the_agents_account(market) -> None:
     assert sent["verdict"] == "sent"
     sell = Order.objects.get(client_order_id=sent["client_order_id"])
     assert (sell.side, sell.quantity, sell.reduce_only) == ("sell", Decimal(3), True)
+
+
+def test_an_order_denied_at_confirm_does_not_count_toward_the_agents_rate(market) -> None:
+    from tests.mcp.conftest import fresh_bars
+
+    fresh_bars("ETH-USD")
+    agent, _ = make_agent(market, max_orders_per_minute=1)
+    first = preview(agent)["confirmation_token"]
+    second = preview(agent, instrument="ETH-USD")["confirmation_token"]
+    system_mode_set(mode=SystemMode.PAUSE, actor="ops", source="cli", reason="test")
+    assert confirm(agent, first).structured_content["verdict"] == "denied"
+    system_mode_set(mode=SystemMode.NORMAL, actor="ops", source="cli", reason="test")
+
+    assert confirm(agent, second).structured_content["verdict"] == "sent"
