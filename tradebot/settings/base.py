@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "apps.credentials",
     "apps.notifications",
     "apps.telegram",
+    "apps.mcp",
 ]
 
 MIDDLEWARE = [
@@ -179,6 +180,7 @@ from tradebot.settings.components.channels import *  # noqa: E402, F403
 from tradebot.settings.components.influx import *  # noqa: E402, F403
 from tradebot.settings.components.logging import *  # noqa: E402, F403
 from tradebot.settings.components.marketdata import *  # noqa: E402, F403
+from tradebot.settings.components.mcp import *  # noqa: E402, F403
 from tradebot.settings.components.notifications import *  # noqa: E402, F403
 from tradebot.settings.components.ops import *  # noqa: E402, F403
 from tradebot.settings.components.security import *  # noqa: E402, F403
