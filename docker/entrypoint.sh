@@ -44,6 +44,14 @@ case "$role" in
     telegram)
         # The Telegram bot (long polling; needs TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID).
         exec python manage.py telegram_bot "$@" ;;
+    mcp-market-data)
+        # The MCP servers (apps/mcp, docs/mcp.md): streamable HTTP on the internal network,
+        # each request authenticated by its agent's bearer token.
+        exec python manage.py mcp_server market-data --transport http --host 0.0.0.0 \
+            --port 8001 --public-url http://mcp-market-data:8001/mcp "$@" ;;
+    mcp-trading)
+        exec python manage.py mcp_server trading --transport http --host 0.0.0.0 \
+            --port 8002 --public-url http://mcp-trading:8002/mcp "$@" ;;
     migrate)
         # As the owner (DATABASE_OWNER_URL, the migrate service only); it then grants the
         # application role of DATABASE_URL its privileges (apps/core/db_roles.py).
@@ -51,6 +59,6 @@ case "$role" in
     manage)
         exec python manage.py "$@" ;;
     *)
-        echo "unknown role '$role': use web, execution, worker, beat, telegram, migrate or manage" >&2
+        echo "unknown role '$role': use web, execution, worker, beat, telegram, mcp-market-data, mcp-trading, migrate or manage" >&2
         exit 2 ;;
 esac
