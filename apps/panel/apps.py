@@ -5,3 +5,6 @@ class PanelConfig(AppConfig):
     name = "apps.panel"
     label = "panel"
     verbose_name = "Control panel"
+
+    def ready(self) -> None:
+        from apps.panel import signals  # noqa: F401 - connects the logout receiver
