@@ -126,4 +126,5 @@ def test_mode_machine_when_a_kills_incident_is_open_then_only_pause_or_kill(
     refusal = mode_change_refusal(current, target, **ALL, open_kill_incident=7)
     assert (refusal is None) is allowed, refusal
     if not allowed:
+        assert refusal is not None
         assert "incident #7" in refusal
