@@ -1,5 +1,9 @@
 """The kill switch and the JSON API's bad-input answers through the ASGI application (the
-stack uvicorn serves: ASGIRequest reading the body stream, CSRF on, the real session)."""
+stack uvicorn serves: ASGIRequest reading the body stream, CSRF on, the real session).
+
+Named to sort after test_browser.py: an async test run before the browser tests in the
+same process leaves them without a live websocket (true of test_consumer.py as well).
+"""
 
 from __future__ import annotations
 
