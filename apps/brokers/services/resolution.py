@@ -23,6 +23,7 @@ from apps.brokers.services.common import (
     DiscrepancyNotFound,
     DiscrepancyResolveRefused,
 )
+from apps.core.text import text_problem
 from apps.marketdata.models import Instrument
 from apps.model.orders import OrderStatus
 from apps.notifications.models import Alert
@@ -78,6 +79,9 @@ def discrepancy_resolve(
     note = (note or "").strip()
     if not note:
         raise DiscrepancyResolveRefused("a note is required: say what you found")
+    problem = text_problem(note)
+    if problem:  # PostgreSQL cannot store it
+        raise DiscrepancyResolveRefused(f"the note {problem}: remove it")
     actor = f"user:{user.username}"
     with transaction.atomic():
         row = (
