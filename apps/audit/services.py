@@ -7,13 +7,20 @@ from datetime import datetime
 from typing import Any
 
 from apps.audit.models import AuditEvent, CheckOutcome, DecisionLog
+from apps.core.text import data_clean
 
 
 def audit_record(
     *, actor: str, action: str, target: str = "", data: Mapping[str, Any] | None = None
 ) -> AuditEvent:
+    """Append one audit event. Text PostgreSQL cannot store (a NUL character, a lone
+    surrogate: what a refused input often carries) is recorded with U+FFFD in its place
+    (``apps.core.text.data_clean``), so recording an attempt never fails because of it."""
     return AuditEvent.objects.create(
-        actor=actor, action=action, target=target, data=dict(data or {})
+        actor=data_clean(actor),
+        action=action,
+        target=data_clean(target),
+        data=data_clean(dict(data or {})),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
@@ -102,6 +102,10 @@ class DiscrepancyResolveView(VerifiedStaffRequiredMixin, View):
                 data={"error": exc.message},
             )
             messages.error(request, f"resolution refused: {exc.message}")
+            if exc.http_status == 404:  # a stale page or a made-up id: say so, with its status
+                page = ReconciliationView()
+                page.setup(request)
+                return render(request, page.template_name, page.get_context_data(), status=404)
             return back
         messages.success(request, f"Discrepancy #{row.pk} {row.status}.")
         return back

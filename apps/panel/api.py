@@ -5,15 +5,21 @@ POST (send the csrftoken cookie's value as X-CSRFToken). Errors are 4xx JSON
 ``{"error": "<what was wrong>"}``; a refused attempt changes nothing and leaves an
 AuditEvent "api.refused" (the service may audit its own refusal as well).
 
+Bodies are refused, naming the field, when larger than 64 KiB (413), not UTF-8 JSON,
+nested deeper than 20 levels, holding NaN/Infinity, or holding text PostgreSQL cannot
+store (a NUL character, a lone surrogate such as "\\ud800") anywhere, keys included
+(``apps.core.text``). The kill switch is the exception: it engages whenever its body
+says ``"reason": "<text>", "confirm": true`` (up to 16 MiB, whatever else is in it).
+
     POST /api/mode    {"mode": "pause" | "resume" | "normal" | "observation", "reason": "..."}
-    POST /api/kill    {"reason": "...", "confirm": true}
+    POST /api/kill    {"reason": "...", "confirm": true}   (engages whatever else the body holds:
+                      an unstorable or over-long reason is cleaned, and the reply says how)
     GET  /api/risk    -> apps.trading.selectors.risk_overview()
     POST /api/limits  {"account_id": 1 (default: the engine's account), "values": {"max_order_notional": "5000", ...}}
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
@@ -26,6 +32,7 @@ from apps.accounts.models import Account
 from apps.audit.services import audit_record
 from apps.core.exceptions import ApplicationError
 from apps.core.realtime import jsonable
+from apps.core.text import JsonInputError, JsonTooDeep, json_loads, json_members, json_parse
 from apps.panel.forms import REASON_MAX, mode_from_input
 from apps.panel.views import actor_for
 from apps.risk.models import ModeSource
@@ -34,6 +41,9 @@ from apps.trading.selectors import risk_overview
 from apps.trading.services import kill_switch
 
 MAX_BODY = 64 * 1024
+# The kill switch reads more before it gives up: it must engage when asked, whatever else
+# the body carries (nginx's client_max_body_size is lower still in deployment).
+KILL_MAX_BODY = 16 * 1024 * 1024
 
 
 class ApiInputError(Exception):
@@ -81,26 +91,42 @@ class VerifiedStaffApi(View):
         response["Allow"] = ", ".join(m.upper() for m in self._allowed_methods())
         return response
 
+    raw: bytes = b""
+
     def _refused(self, request: HttpRequest, message: str, code: str = "") -> None:
-        audit_record(
+        audit_record(  # audit_record stores unstorable text cleaned (apps.core.text)
             actor=actor_for(request),
             action="api.refused",
             target=f"{request.method} {request.path}",
             data={
                 "error": message,
                 "code": code,
-                "body": request.body[:2000].decode("utf-8", "replace"),
+                "body": self.raw[:2000].decode("utf-8", "replace"),
             },
         )
 
-    @staticmethod
-    def body(request: HttpRequest) -> dict[str, Any]:
-        if len(request.body) > MAX_BODY:
-            raise ApiInputError(f"body too large (max {MAX_BODY} bytes)", 413)
+    def raw_body(self, request: HttpRequest, limit: int = MAX_BODY) -> bytes:
+        """The request body, at most ``limit`` bytes (else 413, before reading it all).
+
+        Read from the stream rather than ``request.body``, whose own limit
+        (DATA_UPLOAD_MAX_MEMORY_SIZE) would answer a bare 400 page, and kept for the audit.
+        """
         try:
-            data = json.loads(request.body or b"")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiInputError(f"malformed JSON: {exc}") from exc
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            raise ApiInputError(f"body too large: {declared} bytes (max {limit} bytes)", 413)
+        self.raw = request.read(limit + 1)
+        if len(self.raw) > limit:
+            raise ApiInputError(f"body too large (max {limit} bytes)", 413)
+        return self.raw
+
+    def body(self, request: HttpRequest) -> dict[str, Any]:
+        try:
+            data = json_parse(self.raw_body(request))
+        except JsonInputError as exc:
+            raise ApiInputError(exc.message) from None
         if not isinstance(data, dict):
             raise ApiInputError("the body must be a JSON object")
         return data
@@ -149,18 +175,47 @@ class ModeSetApi(VerifiedStaffApi):
 
 
 class KillSwitchApi(VerifiedStaffApi):
+    """Engages whenever the body says ``"reason": "<text>", "confirm": true``.
+
+    Nothing else in the body may stop it: other members may be too deep, non-finite or
+    junk, and the reason is cleaned by the service (unstorable characters replaced, cut
+    to length), the reply's "reason" and "reason_cleaned" saying what was stored.
+    """
+
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest) -> JsonResponse:
-        data = self.body(request)
-        reason = self.reason(data)
-        if data.get("confirm") is not True:
+        reason, confirm = self._reason_and_confirm(self.raw_body(request, KILL_MAX_BODY))
+        if not isinstance(reason, str) or not reason.strip():
+            raise ApiInputError('"reason" is required (a non-empty string)')
+        if confirm is not True:
             raise ApiInputError('"confirm": true is required to engage the kill switch')
         report = kill_switch.kill_switch_engage(
             actor=actor_for(request), source=ModeSource.API.value, reason=reason
         )
         payload = asdict(report) if is_dataclass(report) else dict(vars(report))
         return JsonResponse(jsonable({"mode": "kill", **payload}))
+
+    @staticmethod
+    def _reason_and_confirm(raw: bytes) -> tuple[object, object]:
+        try:
+            data = json_loads(raw)
+        except JsonTooDeep:
+            data = None  # read the two members on their own, below
+        except JsonInputError as exc:
+            raise ApiInputError(exc.message) from None
+        if isinstance(data, dict):
+            return data.get("reason"), data.get("confirm")
+        if data is not None:
+            raise ApiInputError("the body must be a JSON object")
+        try:
+            members = json_members(raw)
+            return tuple(  # type: ignore[return-value]
+                json_loads(members[name].encode()) if name in members else None
+                for name in ("reason", "confirm")
+            )
+        except JsonInputError as exc:
+            raise ApiInputError(exc.message) from None
 
 
 class RiskGetApi(VerifiedStaffApi):

@@ -7,4 +7,5 @@ class PanelConfig(AppConfig):
     verbose_name = "Control panel"
 
     def ready(self) -> None:
-        from apps.panel import security_log  # noqa: F401 - connects the login audit receivers
+        # Receivers: the logout closes the session's websockets; logins are audited.
+        from apps.panel import security_log, signals  # noqa: F401

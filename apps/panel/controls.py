@@ -97,12 +97,17 @@ class KillSwitchView(VerifiedStaffRequiredMixin, View):
         except ApplicationError as exc:
             _refused(request, "kill switch", exc.message, {})
             return redirect("panel:overview")
+        cleaned = (
+            f" The reason was stored cleaned ({'; '.join(report.reason_cleaned)})."
+            if report.reason_cleaned
+            else ""
+        )
         messages.warning(
             request,
             f"KILL engaged: {report.cancels_sent} cancel(s) sent, "
             f"{len(report.closing_orders)} closing order(s), "
             f"{'every position flat' if report.flat else 'positions NOT yet flat'}. "
-            "Write and close the incident report before resuming.",
+            f"Write and close the incident report before resuming.{cleaned}",
         )
         return redirect("panel:overview")
 

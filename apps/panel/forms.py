@@ -36,10 +36,19 @@ class ModeSetForm(forms.Form):
         return mode
 
 
-class KillSwitchForm(forms.Form):
-    """Step 1 asks for the reason; step 2 (confirm=yes) engages."""
+class KillReasonField(forms.CharField):
+    """The kill switch's reason: any text is taken (no NUL check, no length limit), the
+    service cleans what PostgreSQL cannot store and cuts it (``kill_switch_engage``)."""
 
-    reason = forms.CharField(max_length=REASON_MAX, strip=True)
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(strip=True, **kwargs)  # type: ignore[arg-type]
+        self.validators = []  # CharField adds ProhibitNullCharactersValidator
+
+
+class KillSwitchForm(forms.Form):
+    """Step 1 asks for the reason; step 2 (confirm=yes) engages, whatever the reason holds."""
+
+    reason = KillReasonField(widget=forms.TextInput(attrs={"maxlength": REASON_MAX}))
     confirm = forms.BooleanField(required=False)
 
 

@@ -11,7 +11,7 @@ from django.db import connections
 from django.test import Client
 
 from apps.core.realtime import GROUP_PANEL, broadcast_now
-from apps.panel.auth import SESSION_LAST_SEEN_KEY
+from apps.panel.auth import SESSION_LAST_SEEN_KEY, SESSION_STARTED_KEY
 from apps.panel.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, EVENTS
 from tests.panel.conftest import otp_login, totp_device_for
 from tradebot.asgi import application
@@ -248,3 +248,120 @@ async def test_disconnect_then_leaves_the_group(staff_cookie):
 
     # Assert
     assert not (await _group_members()) & joined
+
+
+# --- the socket ends with the login (issue 13, hole 7) --------------------------------------
+
+
+async def _closed_with(communicator: WebsocketCommunicator, timeout: float) -> int | None:
+    """The close code the server sent within ``timeout`` (events before it are skipped),
+    or None when the socket is still open. (receive_output's own timeout would cancel
+    the consumer: wait with receive_nothing, then read what came.)"""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await communicator.receive_nothing(timeout=0.1, interval=0.01):
+            continue
+        output = await communicator.receive_output(timeout=1)
+        if output["type"] == "websocket.close":
+            return output.get("code")
+    return None
+
+
+@pytest.mark.asyncio
+async def test_logout_when_socket_open_then_closed_at_once_with_4401(admin_user):
+    # Arrange: a verified session with its panel socket open (the periodic check is far
+    # off: only the logout itself can close it in time).
+    client = Client()
+    cookie = await database_sync_to_async(_session_cookie)(admin_user, client=client)
+    communicator = _communicator(cookie)
+    connected, _ = await communicator.connect()
+    assert connected
+    try:
+        # Act
+        response = await database_sync_to_async(client.post)("/account/logout/")
+        assert response.status_code == 302
+
+        # Assert
+        assert await _closed_with(communicator, timeout=5) == CLOSE_UNAUTHENTICATED
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_logout_when_another_session_logs_out_then_this_socket_stays(admin_user):
+    # Arrange: two sessions of the same user; the second logs out.
+    cookie = await database_sync_to_async(_session_cookie)(admin_user)
+    other = Client()
+    await database_sync_to_async(_session_cookie)(admin_user, client=other)
+    communicator = _communicator(cookie)
+    connected, _ = await communicator.connect()
+    assert connected
+    try:
+        # Act
+        await database_sync_to_async(other.post)("/account/logout/")
+
+        # Assert: still open and still streaming.
+        assert await _closed_with(communicator, timeout=1) is None
+        await sync_to_async(broadcast_now)(GROUP_PANEL, "mode.changed", {"mode": "pause"})
+        await _receive_event(communicator, "mode.changed", {"mode": "pause"})
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_session_when_idle_past_30_minutes_while_socket_open_then_closed_with_4401(
+    admin_user, settings, clock
+):
+    # Arrange: sessions are re-read every 0.2 s; the session was active at "now".
+    settings.PANEL_WS_SESSION_CHECK_SECONDS = 0.2
+
+    def _cookie():
+        client = Client()
+        cookie = _session_cookie(admin_user, client=client)
+        session = client.session
+        session[SESSION_STARTED_KEY] = clock.now
+        session[SESSION_LAST_SEEN_KEY] = clock.now
+        session.save()
+        return cookie
+
+    communicator = _communicator(await database_sync_to_async(_cookie)())
+    connected, _ = await communicator.connect()
+    assert connected
+    try:
+        # While the session is alive the checks leave the socket open.
+        clock.advance(29 * 60)
+        assert await _closed_with(communicator, timeout=1) is None
+
+        # Act: 31 minutes without a request.
+        clock.advance(2 * 60)
+
+        # Assert
+        assert await _closed_with(communicator, timeout=5) == CLOSE_UNAUTHENTICATED
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_session_when_deleted_from_the_store_then_socket_closed_by_the_check(
+    admin_user, settings
+):
+    # Arrange: a logout the signal could not announce (the session row is simply gone).
+    settings.PANEL_WS_SESSION_CHECK_SECONDS = 0.2
+    client = Client()
+    cookie = await database_sync_to_async(_session_cookie)(admin_user, client=client)
+    communicator = _communicator(cookie)
+    connected, _ = await communicator.connect()
+    assert connected
+    try:
+        # Act
+        from django.contrib.sessions.models import Session
+
+        await database_sync_to_async(Session.objects.all().delete)()
+
+        # Assert
+        assert await _closed_with(communicator, timeout=5) == CLOSE_UNAUTHENTICATED
+    finally:
+        await communicator.disconnect()

@@ -22,6 +22,10 @@ class DiscrepancyResolveRefused(ApplicationError):
     pass
 
 
+class DiscrepancyNotFound(DiscrepancyResolveRefused):
+    http_status = 404
+
+
 def session_for(account: Account) -> BrokerSession:
     session, _ = BrokerSession.objects.get_or_create(account=account)
     return session

@@ -18,7 +18,12 @@ from apps.brokers.models import (
     Discrepancy,
     DiscrepancyStatus,
 )
-from apps.brokers.services.common import ALERT_DISCREPANCY, DiscrepancyResolveRefused
+from apps.brokers.services.common import (
+    ALERT_DISCREPANCY,
+    DiscrepancyNotFound,
+    DiscrepancyResolveRefused,
+)
+from apps.core.text import text_problem
 from apps.marketdata.models import Instrument
 from apps.model.orders import OrderStatus
 from apps.notifications.models import Alert
@@ -55,6 +60,13 @@ def discrepancy_resolve(
     Only an active staff user whose session passed two-factor verification may; the
     resolution is audited with the user, the note and both figures. It does not resume
     trading: that stays a separate, deliberate act.
+
+    Raises
+    ------
+    DiscrepancyNotFound
+        No discrepancy with that id (http_status 404).
+    DiscrepancyResolveRefused
+        Not allowed, already resolved, or not adoptable (nothing changed).
     """
     if user is None or not (user.is_active and user.is_staff):
         raise DiscrepancyResolveRefused("only a staff user can resolve a discrepancy")
@@ -67,11 +79,22 @@ def discrepancy_resolve(
     note = (note or "").strip()
     if not note:
         raise DiscrepancyResolveRefused("a note is required: say what you found")
+    problem = text_problem(note)
+    if problem:  # PostgreSQL cannot store it
+        raise DiscrepancyResolveRefused(f"the note {problem}: remove it")
     actor = f"user:{user.username}"
     with transaction.atomic():
         row = (
-            Discrepancy.objects.select_for_update().select_related("account").get(pk=discrepancy_id)
+            Discrepancy.objects.select_for_update()
+            .select_related("account")
+            .filter(pk=discrepancy_id)
+            .first()
         )
+        if row is None:
+            raise DiscrepancyNotFound(
+                f"discrepancy #{discrepancy_id} does not exist: pick one from the "
+                "reconciliation page"
+            )
         if row.status != DiscrepancyStatus.OPEN:
             raise DiscrepancyResolveRefused(f"discrepancy #{row.pk} is already {row.status}")
         kind = DiscrepancyKind(row.kind)

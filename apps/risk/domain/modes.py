@@ -26,6 +26,7 @@ def mode_change_refusal(
     staff: bool,
     otp_verified: bool,
     incident_closed: bool,
+    open_kill_incident: int | None = None,
 ) -> str | None:
     """Return why ``current -> target`` is refused, or None when it is allowed.
 
@@ -34,13 +35,15 @@ def mode_change_refusal(
     the mode already in force is refused (nothing would change); KILL is latched:
     leaving it is allowed only to OBSERVATION, by a staff user whose session passed
     two-factor verification, once the incident opened by that KILL is written and closed.
+    While the incident of any KILL is open (``open_kill_incident``: its id), nothing may
+    move to OBSERVATION or NORMAL (PAUSE and KILL stay allowed: they reduce risk).
     """
     if target is SystemMode.KILL:
         return None
     if current is target:
         return f"the system is already in {target.value}: nothing changed"
     if current is not SystemMode.KILL:
-        return None
+        return _open_kill_incident_refusal(target, open_kill_incident)
     if target is not SystemMode.OBSERVATION:
         return (
             f"KILL is latched: it can only be left to observation, not {target.value}; "
@@ -55,4 +58,13 @@ def mode_change_refusal(
             "leaving KILL needs the incident report of this KILL written (what happened, "
             "cause, action taken) and closed first"
         )
-    return None
+    return _open_kill_incident_refusal(target, open_kill_incident)
+
+
+def _open_kill_incident_refusal(target: SystemMode, open_kill_incident: int | None) -> str | None:
+    if open_kill_incident is None or target is SystemMode.PAUSE:
+        return None
+    return (
+        f"incident #{open_kill_incident} of a KILL is open: write its report (what "
+        f"happened, cause, action taken) and close it before going to {target.value}"
+    )

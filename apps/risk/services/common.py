@@ -10,6 +10,7 @@ from django.db import transaction
 
 from apps.audit.services import audit_record
 from apps.core.realtime import GROUP_PANEL, broadcast
+from apps.core.text import text_problem
 from apps.risk import messages
 from apps.risk.domain.modes import SystemMode
 from apps.risk.exceptions import ModeChangeRefused
@@ -48,6 +49,9 @@ def check_request(*, source: str, reason: str) -> None:
         raise ModeChangeRefused("a reason is required: say why the mode changes")
     if len(reason) > REASON_MAX:
         raise ModeChangeRefused(f"the reason is too long (max {REASON_MAX} characters)")
+    problem = text_problem(reason)
+    if problem:  # PostgreSQL cannot store it (the kill switch cleans its reason first)
+        raise ModeChangeRefused(f"the reason {problem}: remove it")
 
 
 def user_data(user: Any, otp_verified: bool) -> dict[str, Any]:

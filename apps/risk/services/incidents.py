@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.core.text import text_problem
 from apps.risk.exceptions import IncidentRefused
 from apps.risk.models import Incident, IncidentStatus
 from apps.risk.services.common import refuse, user_data
@@ -25,7 +26,12 @@ def incident_update(
 ) -> Incident:
     """Write the incident report (what happened, cause, action taken). Closed ones are final."""
     data = {"target": str(incident_id), "incident": incident_id}
+    texts = {"what_happened": what_happened, "cause": cause, "action_taken": action_taken}
     try:
+        for name, text in texts.items():
+            problem = text_problem(text or "")
+            if problem:  # PostgreSQL cannot store it
+                raise IncidentRefused(f"{name} {problem}: remove it")
         with transaction.atomic():
             incident = _incident_locked(incident_id)
             if incident.status == IncidentStatus.CLOSED:

@@ -14,7 +14,7 @@ from apps.notifications.services.alerts import alert_raise
 from apps.risk import messages
 from apps.risk.domain.modes import SystemMode
 from apps.risk.exceptions import ModeChangeRefused
-from apps.risk.models import Incident
+from apps.risk.models import Incident, IncidentStatus
 from apps.risk.services.common import (
     check_request,
     current_kill,
@@ -25,7 +25,9 @@ from apps.risk.services.common import (
 from apps.risk.services.modes import system_state_get
 
 
-def kill_latch(*, actor: str, source: str, reason: str) -> tuple[Incident, datetime]:
+def kill_latch(
+    *, actor: str, source: str, reason: str, reason_cleaned: tuple[str, ...] = ()
+) -> tuple[Incident, datetime]:
     """Latch KILL: the decision half of the kill switch (the acting half is
     ``apps.trading.services.kill_switch.kill_switch_engage``, its only caller).
 
@@ -34,8 +36,11 @@ def kill_latch(*, actor: str, source: str, reason: str) -> tuple[Incident, datet
     recorded (ModeChange, AuditEvent) with an open Incident linked to it, and
     "mode.changed" goes to the panel. From this commit on, ``order_send`` denies every
     order but the kill switch's own closing orders. Latching again while in KILL
-    reuses the open incident ("kill.reengaged"). Returns the incident and when the
-    latch was committed.
+    reuses the latched KILL's incident while it is open ("kill.reengaged"); once that
+    incident is closed, a new KILL is a new latch (a KILL -> KILL ModeChange) with its
+    own incident, which must be written and closed in turn before KILL can be left.
+    ``reason_cleaned`` (what ``text_clean`` did to the reason) goes into the audit.
+    Returns the incident and when the latch was committed.
 
     Raises
     ------
@@ -53,32 +58,32 @@ def kill_latch(*, actor: str, source: str, reason: str) -> tuple[Incident, datet
             data={"mode": "kill", "source": source, "reason": reason},
         )
     reason = reason.strip()
+    cleaned = {"reason_cleaned": list(reason_cleaned)} if reason_cleaned else {}
     with transaction.atomic():
         state = system_state_get(for_update=True)
-        previous = state.mode
-        if previous != SystemMode.KILL.value:
+        change = current_kill(state)
+        incident = (
+            Incident.objects.select_for_update()
+            .filter(mode_change=change, status=IncidentStatus.OPEN)
+            .order_by("-id")
+            .first()
+            if change is not None
+            else None
+        )
+        if incident is None:
+            # Not in KILL, or in a KILL whose incident is closed: this KILL is its own.
             change = mode_record(
-                state, SystemMode.KILL, actor=actor, source=source, reason=reason, extra={}
+                state, SystemMode.KILL, actor=actor, source=source, reason=reason, extra=cleaned
             )
             incident = Incident.objects.create(
                 mode_change=change, title=f"KILL: {reason}"[:200], opened_by=actor
             )
         else:
-            change = current_kill(state)
-            incident = (
-                Incident.objects.filter(mode_change=change).order_by("-id").first()
-                if change is not None
-                else None
-            )
-            if incident is None:
-                incident = Incident.objects.create(
-                    mode_change=change, title=f"KILL: {reason}"[:200], opened_by=actor
-                )
             audit_record(
                 actor=actor,
                 action="kill.reengaged",
                 target="kill",
-                data={"reason": reason, "source": source, "incident": incident.pk},
+                data={"reason": reason, "source": source, "incident": incident.pk, **cleaned},
             )
     mode_persisted_at = timezone.now()
     return incident, mode_persisted_at
@@ -92,7 +97,13 @@ def kill_report_record(
     cancels = summary["cancels_sent"]
     closing = summary["closing_orders"]
     flat = summary["flat"]
-    Incident.objects.filter(pk=incident.pk).update(kill_report=summary)
+    # A closed incident is final: a report arriving after the incident was closed (the
+    # sweep of a re-engaged KILL racing the close) goes to the audit row and alert only.
+    stored = Incident.objects.filter(pk=incident.pk, status=IncidentStatus.OPEN).update(
+        kill_report=summary
+    )
+    if not stored:
+        summary = {**summary, "incident_closed_before_report": True}
     audit_record(
         actor=actor,
         action="kill.engaged",

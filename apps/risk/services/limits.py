@@ -99,7 +99,17 @@ def _limit_parse(name: str, raw: object) -> Decimal | int | None:
     too_low = value <= low if spec.exclusive_minimum else value < low
     if too_low or value > high:
         raise RiskLimitInvalid(f"{name}={text} is out of range: allowed {allowed}", field=name)
-    return int(value) if spec.kind is int else value
+    if spec.kind is int:
+        return int(value)
+    # What the column keeps: a value with more decimals would be rounded (or refused by
+    # the model's validation), so say so instead (1e-30 is not 0).
+    places = RiskLimit._meta.get_field(name).decimal_places  # type: ignore[union-attr]
+    fits = value.quantize(Decimal(1).scaleb(-places)) == value
+    if not fits:
+        raise RiskLimitInvalid(
+            f"{name}={text} has too many decimal places: at most {places}", field=name
+        )
+    return value
 
 
 def risk_limit_set(*, account_id: int, values: dict[str, str], actor: str) -> RiskLimit:

@@ -71,7 +71,8 @@ def system_mode_set(
     refuses. NORMAL, OBSERVATION and
     PAUSE move among themselves. KILL is latched: it is left
     only to OBSERVATION, by a staff ``user`` with ``otp_verified`` True, once the
-    Incident opened by this KILL is closed; leaving KILL restarts the drawdown
+    Incident opened by this KILL is closed; while any KILL's incident is open nothing
+    goes to OBSERVATION or NORMAL (PAUSE only); leaving KILL restarts the drawdown
     reference of the automatic rules at the current equity.
 
     Raises
@@ -106,6 +107,14 @@ def system_mode_set(
             kill is not None
             and Incident.objects.filter(mode_change=kill, status=IncidentStatus.CLOSED).exists()
         )
+        open_kill_incident = (
+            Incident.objects.filter(
+                status=IncidentStatus.OPEN, mode_change__to_mode=SystemMode.KILL.value
+            )
+            .order_by("id")
+            .values_list("id", flat=True)
+            .first()
+        )
         refusal = (
             mode_change_refusal(
                 current,
@@ -113,6 +122,7 @@ def system_mode_set(
                 staff=base["staff"],
                 otp_verified=base["otp_verified"],
                 incident_closed=incident_closed,
+                open_kill_incident=open_kill_incident,
             )
             or ""
         )

@@ -14,11 +14,13 @@ from django.utils import timezone
 from apps.accounts.models import Account
 from apps.audit.services import audit_record
 from apps.core.db import rows_update
+from apps.core.text import text_clean
 from apps.model.orders import OPEN_STATUSES, OrderStatus
 from apps.model.values import OrderType, Side
 from apps.model.venues import (
     VenueError,
 )
+from apps.risk.services.common import REASON_MAX
 from apps.risk.services.kill import kill_latch, kill_report_record
 from apps.trading import realtime
 from apps.trading.models import Order, Position
@@ -203,6 +205,8 @@ class KillReport:
     cancels_done_at: datetime | None = None
     flat_at: datetime | None = None
     errors: tuple[str, ...] = field(default=())
+    reason: str = ""  # as stored: see reason_cleaned
+    reason_cleaned: tuple[str, ...] = field(default=())  # what cleaning the reason did
 
 
 def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
@@ -222,12 +226,25 @@ def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
     No Celery worker is involved, so it works with the workers down or the queue
     backlogged. Returns the KillReport (also stored on the incident).
 
+    Whatever the reason's text, it engages: a NUL character or a lone surrogate (which
+    PostgreSQL cannot store) is replaced by U+FFFD and an over-long reason is cut
+    (``apps.core.text.text_clean``); ``reason_cleaned`` in the report, the audit rows and
+    the reply says what was done.
+
     Raises
     ------
     ModeChangeRefused
         Unknown source or empty reason (audited, nothing changed).
     """
-    incident, mode_persisted_at = kill_latch(actor=actor, source=source, reason=reason)
+    cleaned = text_clean(reason.strip(), max_length=REASON_MAX) if isinstance(reason, str) else None
+    reason_cleaned = cleaned.changes if cleaned is not None else ()
+    if cleaned is not None:
+        reason = cleaned.text
+        if reason_cleaned:
+            logger.warning("kill switch: the reason was cleaned: %s", "; ".join(reason_cleaned))
+    incident, mode_persisted_at = kill_latch(
+        actor=actor, source=source, reason=reason, reason_cleaned=reason_cleaned
+    )
     reason = reason.strip()
 
     cancels = denied = 0
@@ -263,6 +280,8 @@ def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
         cancels_done_at=cancels_done_at,
         flat_at=flat_at,
         errors=tuple(errors),
+        reason=reason,
+        reason_cleaned=reason_cleaned,
     )
     summary = {
         "mode_persisted_at": mode_persisted_at.isoformat(),
@@ -271,6 +290,7 @@ def kill_switch_engage(*, actor: str, source: str, reason: str) -> KillReport:
         "closing_orders": closing,
         "flat": flat,
         "errors": errors,
+        "reason_cleaned": list(reason_cleaned),
     }
     kill_report_record(
         incident=incident, actor=actor, source=source, reason=reason, summary=summary

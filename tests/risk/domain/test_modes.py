@@ -105,3 +105,26 @@ def test_leaving_kill_without_one_credential_is_refused(missing: str, message: s
     refusal = mode_change_refusal(K, OB, **{**ALL, missing: False})
     assert refusal is not None
     assert message in refusal
+
+
+@pytest.mark.parametrize(
+    ("current", "target", "allowed"),
+    [
+        (OB, N, False),
+        (P, N, False),
+        (P, OB, False),
+        (N, OB, False),
+        (K, OB, False),  # even with the latched KILL's own incident closed
+        (N, P, True),  # reducing risk stays allowed
+        (OB, P, True),
+        (K, K, True),
+    ],
+)
+def test_mode_machine_when_a_kills_incident_is_open_then_only_pause_or_kill(
+    current: SystemMode, target: SystemMode, allowed: bool
+) -> None:
+    refusal = mode_change_refusal(current, target, **ALL, open_kill_incident=7)
+    assert (refusal is None) is allowed, refusal
+    if not allowed:
+        assert refusal is not None
+        assert "incident #7" in refusal

@@ -37,6 +37,9 @@ LOGOUT_REDIRECT_URL = "two_factor:login"
 SESSION_ABSOLUTE_SECONDS = env_number("SESSION_ABSOLUTE_SECONDS", 12 * 3600, int, minimum=60)
 SESSION_IDLE_SECONDS = env_number("SESSION_IDLE_SECONDS", 30 * 60, int, minimum=60)
 SESSION_COOKIE_AGE = SESSION_ABSOLUTE_SECONDS
+# How often an open panel websocket re-reads its session (idle/absolute limits, logout
+# missed, password change): it closes with 4401 when the session has ended.
+PANEL_WS_SESSION_CHECK_SECONDS = env_number("PANEL_WS_SESSION_CHECK_SECONDS", 30, int, minimum=1)
 SESSION_SAVE_EVERY_REQUEST = False  # the middleware saves the last-activity time itself
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
