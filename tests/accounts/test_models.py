@@ -31,6 +31,7 @@ def test_account_fks_when_listed_then_all_point_at_accounts_account():
         "trading.PaperAccount.account",
         "credentials.BrokerCredential.account",
         "engine.TradingPlan.account",
+        "mcp.McpAgent.account",
         "risk.RiskLimit.account",
         "risk.EquityMonitor.account",
         "risk.HypotheticalTrade.account",

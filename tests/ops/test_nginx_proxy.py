@@ -16,7 +16,6 @@ import pytest
 import websockets
 from channels.testing import ChannelsLiveServerTestCase  # noqa: I001 - after the app imports
 from django.contrib.auth import get_user_model
-from django.db import connections
 from django.test import Client
 
 from apps.risk.domain.modes import SystemMode
@@ -24,7 +23,7 @@ from apps.risk.services.modes import system_mode_get
 from tests.conftest import otp_login
 from tests.ops.test_deployment_files import need, render_nginx
 from tests.panel.test_browser import _broadcast as broadcast
-from tests.panel.test_browser import _TestDatabaseDaphneProcess
+from tests.panel.test_browser import _TestDatabaseDaphneProcess, before_fork
 
 
 def free_port() -> int:
@@ -39,16 +38,7 @@ class NginxProxyTests(ChannelsLiveServerTestCase):
     @classmethod
     def setUpClass(cls) -> None:
         cls.nginx_bin = need("nginx", "nginx")
-        connections.close_all()  # the server is forked: no shared DB sockets
-        # Nor our channel layer: its Redis (pub/sub) connections belong to this process.
-        from channels.layers import channel_layers
-
-        channel_layers.backends.clear()
-        # And a fresh event loop for Daphne's asyncio reactor in the child (async tests may
-        # leave a closed one set as current).
-        import asyncio
-
-        asyncio.set_event_loop(asyncio.new_event_loop())
+        before_fork()  # the server is forked: see tests/panel/test_browser.py
         super().setUpClass()
 
     def setUp(self) -> None:

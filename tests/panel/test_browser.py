@@ -147,6 +147,27 @@ class _TestDatabaseDaphneProcess(DaphneProcess):
         )
 
 
+def before_fork() -> None:
+    """What a forked live server (Daphne) must not inherit from this process."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from asgiref.sync import SyncToAsync
+    from channels.layers import channel_layers
+
+    # Our open DB sockets, and our channel layer's Redis (pub/sub) connections.
+    connections.close_all()
+    channel_layers.backends.clear()
+    # A fresh event loop for Daphne's asyncio reactor (async tests may leave a closed one).
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    # asgiref's one sync thread (database_sync_to_async runs there): if an earlier test
+    # started it, the child would inherit the executor without its thread and every
+    # consumer's database call would wait forever (the websocket never opens).
+    if getattr(SyncToAsync.single_thread_executor, "_threads", None):
+        SyncToAsync.single_thread_executor.shutdown(wait=True)
+        SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+
+
 class _BrowserTestCase(ChannelsLiveServerTestCase):
     serve_static = True
     ProtocolServerProcess = _TestDatabaseDaphneProcess
@@ -161,17 +182,7 @@ class _BrowserTestCase(ChannelsLiveServerTestCase):
             import playwright.sync_api  # noqa: F401
         except ImportError:
             _require(False, "needs the PyPI package playwright")
-        # The server process is forked: it must not inherit (and share) our open DB sockets.
-        connections.close_all()
-        # Nor our channel layer: its Redis (pub/sub) connections belong to this process.
-        from channels.layers import channel_layers
-
-        channel_layers.backends.clear()
-        # And a fresh event loop for Daphne's asyncio reactor in the child (async tests may
-        # leave a closed one set as current).
-        import asyncio
-
-        asyncio.set_event_loop(asyncio.new_event_loop())
+        before_fork()
         super().setUpClass()
 
     def setUp(self) -> None:
