@@ -40,6 +40,7 @@ urlpatterns = [
     # Prometheus, with its bearer token (METRICS_BEARER_TOKEN)
     path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("ml/", include("apps.ml.urls")),
+    path("agents/", include("apps.mcp.urls")),
     path("reconciliation/", include("apps.brokers.urls")),
     path("", include("apps.ops.urls")),
     path("", include("apps.notifications.urls")),

@@ -294,6 +294,7 @@ class OverviewBrowserTests(_BrowserTestCase):
             "/plans/",
             "/incidents/",
             "/security/",
+            "/agents/",
             "/ml/",
             "/reconciliation/",
             "/ops/readiness/",
