@@ -28,8 +28,8 @@ def agents_activity() -> list[dict[str, Any]]:
     """Each agent with its calls in the last 24 h (all; denied, refused or in error) and its
     last call."""
     since = timezone.now() - RECENT
-    counts = {
-        row["actor"]: row
+    counts: dict[str, dict[str, Any]] = {
+        row["actor"]: dict(row)
         for row in AuditEvent.objects.filter(action="mcp.tool_call", created_at__gte=since)
         .values("actor")
         .annotate(
@@ -40,7 +40,7 @@ def agents_activity() -> list[dict[str, Any]]:
     }
     out = []
     for agent in McpAgent.objects.select_related("account").order_by("revoked_at", "name"):
-        row: dict[str, Any] = counts.get(f"mcp:{agent.name}", {})
+        row = counts.get(f"mcp:{agent.name}", {})
         out.append(
             {
                 "agent": agent,
