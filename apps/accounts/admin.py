@@ -1,10 +1,14 @@
 from django.contrib import admin
 
 from apps.accounts.models import Account
+from apps.audit.admin_audit import AuditedAdminMixin
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Every change (a broker switch from paper to a live venue above all) is audited with
+    its before and after values."""
+
     list_display = (
         "name",
         "broker",

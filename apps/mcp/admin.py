@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from apps.audit.admin_audit import AuditedAdminMixin
 from apps.mcp.models import McpAgent, McpTicket
 
 
 @admin.register(McpAgent)
-class McpAgentAdmin(admin.ModelAdmin):
+class McpAgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """Agents are created with `manage.py mcp_agent create` (it prints the token once);
     here they are inspected, their limits tightened, and revoked (set revoked_at)."""
 
@@ -22,6 +23,7 @@ class McpAgentAdmin(admin.ModelAdmin):
     )
     list_filter = ("paper_only", "revoked_at")
     readonly_fields = ("token_hash", "token_prefix", "created_at", "created_by", "last_used_at")
+    audit_exclude = frozenset({"token_hash"})
     actions = ("revoke",)
 
     def has_add_permission(self, request: object) -> bool:

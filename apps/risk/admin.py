@@ -42,6 +42,11 @@ class RiskLimitAdmin(admin.ModelAdmin):
         "updated_at",
     )
 
+    def has_delete_permission(self, request, obj=None):  # noqa: ANN001, ANN201
+        # A deleted row would fall back to the settings ceilings (max order 5,000 -> 100,000):
+        # lower the limits instead (the panel's Risk page or this form, audited).
+        return False
+
     def save_model(self, request, obj, form, change):  # noqa: ANN001, ANN201
         values = {
             name: "" if getattr(obj, name) is None else str(getattr(obj, name))
