@@ -8,19 +8,14 @@ are dropped from the headers below, and each is cut to ``HEADER_MAX`` characters
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from apps.core.text import printable
+
 CLEANED = ("HTTP_USER_AGENT", "HTTP_REFERER")
 HEADER_MAX = 512
-
-
-def printable(text: str, limit: int) -> str:
-    """``text`` without control/format characters or lone surrogates, at most ``limit`` long."""
-    raw = text.encode("utf-8", "replace").decode("utf-8")
-    return "".join(c for c in raw if unicodedata.category(c)[0] != "C")[:limit]
 
 
 class CleanHeadersMiddleware:

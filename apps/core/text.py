@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,12 @@ def text_clean(value: str, *, max_length: int | None = None) -> CleanText:
         changes.append(f"cut from {len(text)} to {max_length} characters")
         text = text[: max_length - 1] + "…"
     return CleanText(text, tuple(changes))
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` without control/format characters or lone surrogates, at most ``limit`` long."""
+    raw = text.encode("utf-8", "replace").decode("utf-8")
+    return "".join(c for c in raw if unicodedata.category(c)[0] != "C")[:limit]
 
 
 def data_clean(value: Any) -> Any:

@@ -20,7 +20,7 @@ from two_factor.views import LoginView
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.core.access import VerifiedStaffRequiredMixin
-from apps.core.middleware import printable
+from apps.core.text import printable
 
 AUTH_PREFIX = "auth."
 AGENT_MAX = 256

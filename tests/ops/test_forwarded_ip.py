@@ -19,10 +19,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -32,7 +30,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from tests.integration.conftest import database_url, redis_url
-from tests.loopback import free_port, server
+from tests.loopback import free_port, recording_upstream, server
 from tests.ops.test_deployment_files import need, render_nginx
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -130,29 +128,10 @@ def nginx(web: str, https_port: int, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def echo_upstream() -> Iterator[tuple[str, list[str]]]:
+def echo_upstream() -> Iterator[tuple[str, list[object]]]:
     """An HTTP upstream that records the X-Forwarded-For it receives."""
-    seen: list[str] = []
-
-    class Echo(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            seen.append(self.headers.get("X-Forwarded-For", ""))
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{httpd.server_address[1]}", seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with recording_upstream(lambda req: req.headers.get("X-Forwarded-For", "")) as upstream:
+        yield upstream
 
 
 def test_nginx_when_client_sends_forwarded_for_then_it_is_replaced_by_the_client_address(

@@ -7,9 +7,8 @@ auth-proxy headers it receives (Grafana itself is not installable here).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -18,41 +17,25 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from tests.conftest import otp_login
+from tests.loopback import recording_upstream
 from tests.ops.test_forwarded_ip import https_port, nginx_in_front_of, web  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def grafana() -> Iterator[tuple[str, list[dict[str, str]]]]:
+def grafana() -> Iterator[tuple[str, list[object]]]:
     """Records the path and the X-WEBAUTH-* headers of every request that reaches 'Grafana'."""
-    seen: list[dict[str, str]] = []
 
-    class Grafana(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            seen.append(
-                {
-                    "path": self.path,
-                    "user": self.headers.get("X-WEBAUTH-USER", ""),
-                    "role": self.headers.get("X-WEBAUTH-ROLE", ""),
-                }
-            )
-            self.send_response(200)
-            self.send_header("Content-Length", "7")
-            self.end_headers()
-            self.wfile.write(b"grafana")
+    def record(req: BaseHTTPRequestHandler) -> dict[str, str]:
+        return {
+            "path": req.path,
+            "user": req.headers.get("X-WEBAUTH-USER", ""),
+            "role": req.headers.get("X-WEBAUTH-ROLE", ""),
+        }
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Grafana)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{httpd.server_address[1]}", seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with recording_upstream(record, body=b"grafana") as upstream:
+        yield upstream
 
 
 def session_cookie(username: str, *, verified: bool, superuser: bool = False) -> str:
@@ -68,7 +51,7 @@ def session_cookie(username: str, *, verified: bool, superuser: bool = False) ->
 def test_grafana_when_verified_staff_then_proxied_with_the_user_and_role_set_by_nginx(
     web: str,  # noqa: F811
     https_port: int,  # noqa: F811
-    grafana: tuple[str, list[dict[str, str]]],
+    grafana: tuple[str, list[object]],
     tmp_path: Path,
 ) -> None:
     upstream, seen = grafana
@@ -94,7 +77,7 @@ def test_grafana_when_verified_staff_then_proxied_with_the_user_and_role_set_by_
 def test_grafana_when_anonymous_or_password_only_then_sent_to_the_login_and_never_proxied(
     web: str,  # noqa: F811
     https_port: int,  # noqa: F811
-    grafana: tuple[str, list[dict[str, str]]],
+    grafana: tuple[str, list[object]],
     tmp_path: Path,
 ) -> None:
     upstream, seen = grafana
