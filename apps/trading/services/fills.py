@@ -127,7 +127,7 @@ def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
     with transaction.atomic():
         orders = {
             o.client_order_id: o
-            for o in Order.objects.select_for_update()
+            for o in Order.objects.select_for_update(of=("self",))
             .select_related("instrument")
             .filter(client_order_id__in=[f.client_order_id for f in fills])
             .order_by("id")
@@ -153,7 +153,7 @@ def fills_apply(*, fills: list[FillValue]) -> list[Fill]:
         )
         positions = {
             p.instrument_id: p
-            for p in Position.objects.select_for_update()
+            for p in Position.objects.select_for_update(of=("self",))
             .select_related("instrument")
             .filter(account_id=account_id, instrument_id__in=instrument_ids)
             .order_by("id")

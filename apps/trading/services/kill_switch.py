@@ -62,7 +62,7 @@ def orders_cancel_all(*, account: Account, actor: str, reason: str) -> CancelRes
     now = timezone.now()
     with transaction.atomic():
         orders = list(
-            Order.objects.select_for_update()
+            Order.objects.select_for_update(of=("self",))
             .select_related("instrument")
             .filter(account=account, status__in=OPEN_STATUSES)
             .exclude(client_order_id__startswith=KILL_ORDER_PREFIX)

@@ -239,7 +239,7 @@ def orders_send(*, order_ids: Sequence[int], purpose: str = "execution") -> Send
     with transaction.atomic():
         current = {
             o.pk: o
-            for o in Order.objects.select_for_update()
+            for o in Order.objects.select_for_update(of=("self",))
             .select_related("instrument")
             .filter(pk__in=[o.pk for o in sendable])
             .order_by("id")
